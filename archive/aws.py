@@ -1,0 +1,51 @@
+"""The one place that builds AWS clients.
+
+Clients are cached per process (Lambda reuses them across invocations) and honour `AWS_ENDPOINT_URL`
+through settings, so the same code talks to AWS, to moto's server, or to moto in-process.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from archive.settings import get_settings
+
+
+@cache
+def _client(service: str, region: str, endpoint_url: str | None) -> Any:
+    import boto3  # deferred: the cold start of paths that never touch AWS stays cheap
+    from botocore.config import Config
+
+    config = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5, read_timeout=30)
+    return boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint_url, config=config)
+
+
+def client(service: str) -> Any:
+    """A cached boto3 client for `service`, configured from settings."""
+    settings = get_settings()
+    return _client(service, settings.region, settings.aws_endpoint_url)
+
+
+def clear_clients() -> None:
+    """Forget cached clients (tests switch endpoints and credentials)."""
+    _client.cache_clear()
+
+
+def is_throttling(exc: BaseException) -> bool:
+    """True for AWS errors that a later retry can fix (throttling, 5xx, connection trouble)."""
+    from botocore.exceptions import ClientError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
+    if isinstance(exc, BotoConnectionError):
+        return True
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        return status >= 500 or code in {
+            "Throttling", "ThrottlingException", "ThrottledException", "RequestLimitExceeded",
+            "ProvisionedThroughputExceededException", "SlowDown", "RequestTimeout", "ServiceUnavailable",
+            "InternalError", "TransactionConflictException",
+        }
+    return False

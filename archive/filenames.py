@@ -1,0 +1,144 @@
+"""The filename grammar of DESIGN.md 2.1, parsed into a typed value.
+
+`{site}-{instrument}-{YYYYMMDD}-{counter}-{data_type}{reduction}.{ext}` under one of the known S3
+directories. Every way a name can be wrong raises `FilenameError` with a reason a person can act on;
+nothing else escapes `parse_filename` / `parse_key`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote_plus
+
+S3_DIRECTORIES = ("data", "info-images", "allsky")
+EXTENSIONS = ("fits.bz2", "fits.fz", "fits", "jpg", "txt")
+BASE_FILENAME_MAX = 29  # varchar(29) in the production table
+SITE_MAX = 6
+
+_SITE = re.compile(r"[A-Za-z0-9]{3,6}")
+_INSTRUMENT = re.compile(r"[A-Za-z0-9_]+")
+_DIGITS8 = re.compile(r"[0-9]{8}")
+_KIND = re.compile(r"([A-Za-z]+)([0-9]{2})")
+_FORMAT_HINT = "expected site-instrument-YYYYMMDD-counter-{type}{NN}.ext, e.g. sro-kb001ms-20220629-00010442-EX10.jpg"
+
+
+class FilenameError(ValueError):
+    """A key or filename that does not follow the grammar; `reason` says which part and why."""
+
+    def __init__(self, reason: str, filename: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.filename = filename
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedName:
+    site: str
+    instrument: str
+    date: str  # YYYYMMDD
+    counter: str  # 8 digits
+    data_type: str
+    reduction: str  # 2 digits
+    ext: str
+
+    @property
+    def base_filename(self) -> str:
+        return f"{self.site}-{self.instrument}-{self.date}-{self.counter}"
+
+    @property
+    def filename(self) -> str:
+        return f"{self.base_filename}-{self.data_type}{self.reduction}.{self.ext}"
+
+    @property
+    def is_fits(self) -> bool:
+        return self.ext.startswith("fits")
+
+    def sibling(self, reduction: str, ext: str) -> ParsedName:
+        """The name of another file of the same exposure (e.g. the thumbnail beside a medium JPG)."""
+        return ParsedName(self.site, self.instrument, self.date, self.counter, self.data_type, reduction, ext)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedKey:
+    s3_directory: str
+    name: ParsedName
+
+    @property
+    def key(self) -> str:
+        return f"{self.s3_directory}/{self.name.filename}"
+
+
+def _split_extension(filename: str) -> tuple[str, str]:
+    for ext in EXTENSIONS:
+        if filename.endswith("." + ext):
+            return filename[: -len(ext) - 1], ext
+    dot = filename.find(".")
+    if dot < 0:
+        raise FilenameError(f"no file extension; {_FORMAT_HINT}", filename)
+    raise FilenameError(
+        f"extension {filename[dot + 1:]!r} is not one of {', '.join(sorted(EXTENSIONS))}", filename
+    )
+
+
+def parse_filename(filename: str) -> ParsedName:
+    """Parse a bare filename (no directory). Raises FilenameError with a precise reason."""
+    if not isinstance(filename, str) or not filename:
+        raise FilenameError("empty filename", str(filename))
+    if "/" in filename:
+        raise FilenameError("filename must not contain '/'", filename)
+    stem, ext = _split_extension(filename)
+    parts = stem.split("-")
+    if len(parts) != 5:
+        raise FilenameError(f"filename has {len(parts)} dash-separated parts, not 5; {_FORMAT_HINT}", filename)
+    site, instrument, date, counter, kind = parts
+    if not _SITE.fullmatch(site):
+        raise FilenameError(f"site {site!r} must be 3-6 letters or digits", filename)
+    if not _INSTRUMENT.fullmatch(instrument):
+        raise FilenameError(f"instrument {instrument!r} must be letters, digits or '_'", filename)
+    if not _DIGITS8.fullmatch(date):
+        raise FilenameError(f"date {date!r} must be 8 digits (YYYYMMDD)", filename)
+    try:
+        dt.date(int(date[:4]), int(date[4:6]), int(date[6:]))
+    except ValueError:
+        raise FilenameError(f"date {date!r} is not a real calendar date", filename) from None
+    if not _DIGITS8.fullmatch(counter):
+        raise FilenameError(f"counter {counter!r} must be 8 digits", filename)
+    match = _KIND.fullmatch(kind)
+    if not match:
+        if not kind or not kind[0].isalpha():
+            raise FilenameError(f"data type in {kind!r} must be letters followed by a 2-digit reduction", filename)
+        raise FilenameError(f"reduction in {kind!r} must be exactly 2 digits after the data type letters", filename)
+    data_type, reduction = match.groups()
+    name = ParsedName(site, instrument, date, counter, data_type, reduction, ext)
+    if len(name.base_filename) > BASE_FILENAME_MAX:
+        raise FilenameError(
+            f"base filename {name.base_filename!r} is {len(name.base_filename)} characters; "
+            f"the archive holds at most {BASE_FILENAME_MAX}",
+            filename,
+        )
+    return name
+
+
+def parse_key(key: str) -> ParsedKey:
+    """Parse an already-decoded object key `{s3_directory}/{filename}`."""
+    directory, sep, filename = key.partition("/")
+    if not sep:
+        raise FilenameError(f"key {key!r} has no directory; expected one of {', '.join(S3_DIRECTORIES)}", key)
+    if directory not in S3_DIRECTORIES:
+        raise FilenameError(f"directory {directory!r} is not one of {', '.join(S3_DIRECTORIES)}", key)
+    return ParsedKey(directory, parse_filename(filename))
+
+
+def decode_event_key(raw_key: str) -> str:
+    """Object keys arrive URL-encoded in S3 notifications (`+` for space, `%2F` for `/` from moto)."""
+    return unquote_plus(raw_key)
+
+
+def site_of(key: str) -> str:
+    """Best-effort site for logging a key that may not parse: the parsed site, else `unknown_site`."""
+    try:
+        return parse_key(key).name.site
+    except FilenameError:
+        return "unknown_site"

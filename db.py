@@ -1,0 +1,255 @@
+"""The `images` table (read by photonranch-api) and the atomic upserts that fill it.
+
+Every write is one `INSERT … ON CONFLICT (base_filename) DO UPDATE` that sets only what the arriving
+file knows, so an exposure's files may land in any order, twice, or at the same moment from several
+Lambdas, and the row converges to the same state. One engine per process, reused across invocations.
+
+capture_date/sort_date rule (never NULL): DATE-OBS from the header when it has one; otherwise the
+earliest upload time seen for the exposure. That makes the date independent of arrival order too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    case,
+    create_engine,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.engine import Connection, Engine
+
+metadata = MetaData()
+
+FLAGS = ("fits_01_exists", "fits_10_exists", "jpg_medium_exists", "jpg_small_exists")
+
+images = Table(
+    "images",
+    metadata,
+    Column("image_id", Integer, primary_key=True, autoincrement=True),
+    Column("base_filename", String(29), nullable=False, unique=True),
+    Column("data_type", String),
+    Column("site", String(6)),
+    Column("capture_date", DateTime(timezone=False), nullable=False),
+    Column("sort_date", DateTime(timezone=False), nullable=False),
+    Column("right_ascension", Float),
+    Column("declination", Float),
+    Column("altitude", Float),
+    Column("azimuth", Float),
+    Column("filter_used", String),
+    Column("airmass", Float),
+    Column("exposure_time", Float),
+    Column("username", String),
+    Column("user_id", String),
+    Column("header", Text),
+    *(Column(flag, Boolean, nullable=False, server_default=text("false")) for flag in FLAGS),
+)
+
+# Columns a header fills; a header upsert sets exactly these (plus the dates).
+HEADER_COLUMNS = (
+    "right_ascension",
+    "declination",
+    "altitude",
+    "azimuth",
+    "filter_used",
+    "airmass",
+    "exposure_time",
+    "username",
+    "user_id",
+)
+
+# A header written by `header_json` that carried DATE-OBS contains this text.
+_DATE_OBS_MARK = '%"DATE-OBS": %'
+
+
+class DatabaseConfigError(RuntimeError):
+    """No database URL could be found (neither DATABASE_URL nor an SSM parameter)."""
+
+
+def header_json(header: Mapping[str, str]) -> str:
+    """The `header` column's JSON: every keyword mapped to its value as a string."""
+    return json.dumps(dict(header), ensure_ascii=False)
+
+
+@cache
+def _ssm_database_url(parameter: str) -> str:
+    from archive.aws import client
+
+    return client("ssm").get_parameter(Name=parameter, WithDecryption=True)["Parameter"]["Value"]
+
+
+def database_url() -> str:
+    from archive.settings import get_settings
+
+    settings = get_settings()
+    if settings.database_url:
+        return settings.database_url
+    if settings.database_url_ssm_param:
+        return _ssm_database_url(settings.database_url_ssm_param)
+    raise DatabaseConfigError("set DATABASE_URL or DATABASE_URL_SSM_PARAM")
+
+
+_ENGINES: dict[str, Engine] = {}
+
+
+def _engine(url: str) -> Engine:
+    engine = _ENGINES.get(url)
+    if engine is not None:
+        return engine
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+    else:
+        # One Lambda handles one batch at a time; pre-ping survives RDS failovers and idle kills.
+        engine = create_engine(
+            url,
+            pool_size=5,
+            max_overflow=10,
+            pool_pre_ping=True,
+            pool_recycle=300,
+            connect_args={"connect_timeout": 5, "application_name": "photonranch-archive"},
+        )
+    return _ENGINES.setdefault(url, engine)
+
+
+def get_engine() -> Engine:
+    """The process's engine, created on first use and reused by later invocations."""
+    return _engine(database_url())
+
+
+def dispose_engines() -> None:
+    """Close pooled connections and forget engines (tests, or after a fork)."""
+    while _ENGINES:
+        _, engine = _ENGINES.popitem()
+        engine.dispose()
+
+
+def migrate(url: str | None = None) -> None:
+    """Apply Alembic migrations (creates `images`, or adopts an existing production table)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    cfg.set_main_option("sqlalchemy.url", (url or database_url()).replace("%", "%%"))
+    command.upgrade(cfg, "head")
+
+
+def _insert(conn: Connection):  # noqa: ANN202 - dialect-specific Insert
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(images)
+
+
+def _earliest(conn: Connection, a: Any, b: Any) -> Any:
+    return func.least(a, b) if conn.dialect.name == "postgresql" else func.min(a, b)
+
+
+def upsert_header(
+    conn: Connection,
+    *,
+    base_filename: str,
+    site: str,
+    data_type: str,
+    header: Mapping[str, str],
+    columns: Mapping[str, Any],
+    capture_date: dt.datetime | None,
+    upload_time: dt.datetime,
+    only_if_missing: bool = False,
+) -> bool:
+    """Write an exposure's header fields, creating the row if absent; file flags are left alone.
+
+    `only_if_missing` is for a header read out of a FITS file: it never replaces a header that a
+    `.txt` (or an earlier FITS) already wrote. Returns whether a row was written.
+    """
+    values = {name: columns.get(name) for name in HEADER_COLUMNS}
+    date = capture_date or upload_time
+    stmt = _insert(conn).values(
+        base_filename=base_filename,
+        site=site,
+        data_type=data_type,
+        capture_date=date,
+        sort_date=date,
+        header=header_json(header),
+        **values,
+    )
+    ex = stmt.excluded
+    if capture_date is not None:
+        new_date = ex.capture_date
+    else:
+        new_date = _earliest(conn, images.c.capture_date, ex.capture_date)
+    update = {name: ex[name] for name in HEADER_COLUMNS}
+    update.update(site=ex.site, data_type=ex.data_type, header=ex.header, capture_date=new_date, sort_date=new_date)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[images.c.base_filename],
+        set_=update,
+        where=images.c.header.is_(None) if only_if_missing else None,
+    )
+    return conn.execute(stmt).rowcount > 0
+
+
+def mark_file(
+    conn: Connection,
+    *,
+    base_filename: str,
+    site: str,
+    data_type: str,
+    flag: str,
+    upload_time: dt.datetime,
+) -> None:
+    """Set one file-existence flag, creating the row (dated by the upload) if absent."""
+    if flag not in FLAGS:
+        raise ValueError(f"unknown flag {flag!r}")
+    stmt = _insert(conn).values(
+        base_filename=base_filename,
+        site=site,
+        data_type=data_type,
+        capture_date=upload_time,
+        sort_date=upload_time,
+        **{flag: True},
+    )
+    ex = stmt.excluded
+    dated_by_header = images.c.header.like(_DATE_OBS_MARK)
+    new_date = case(
+        (dated_by_header, images.c.capture_date), else_=_earliest(conn, images.c.capture_date, ex.capture_date)
+    )
+    new_sort = case(
+        (dated_by_header, images.c.sort_date), else_=_earliest(conn, images.c.sort_date, ex.sort_date)
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[images.c.base_filename],
+        set_={flag: True, "capture_date": new_date, "sort_date": new_sort},
+    )
+    conn.execute(stmt)
+
+
+def has_header(conn: Connection, base_filename: str) -> bool:
+    row = conn.execute(select(images.c.header.is_not(None)).where(images.c.base_filename == base_filename)).first()
+    return bool(row and row[0])
+
+
+def get_row(conn: Connection, base_filename: str) -> dict[str, Any] | None:
+    row = conn.execute(select(images).where(images.c.base_filename == base_filename)).mappings().first()
+    return dict(row) if row else None
+
+
+def delete_exposure(conn: Connection, base_filename: str) -> int:
+    """Delete an exposure's row; returns the number of rows removed (0 or 1)."""
+    return conn.execute(images.delete().where(images.c.base_filename == base_filename)).rowcount

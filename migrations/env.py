@@ -1,0 +1,24 @@
+"""Alembic environment: runs migrations online against the URL `db.migrate` passes in."""
+
+from alembic import context
+from sqlalchemy import create_engine, pool
+
+config = context.config
+
+
+def run() -> None:
+    connectable = config.attributes.get("connection")
+    if connectable is not None:
+        context.configure(connection=connectable)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    engine = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(connection=connection)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+run()
