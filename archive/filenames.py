@@ -131,6 +131,16 @@ def parse_key(key: str) -> ParsedKey:
     return ParsedKey(directory, parse_filename(filename))
 
 
+def parse_base_filename(base_filename: str) -> ParsedName:
+    """Validate a base filename (`site-instrument-YYYYMMDD-counter`), e.g. one read back from a table.
+
+    Returns the name of a notional `EX00.txt` file of that exposure, so callers get the typed parts.
+    """
+    if not isinstance(base_filename, str) or base_filename.count("-") != 3:
+        raise FilenameError(f"base filename {base_filename!r} must be site-instrument-YYYYMMDD-counter")
+    return parse_filename(f"{base_filename}-EX00.txt")
+
+
 def decode_event_key(raw_key: str) -> str:
     """Object keys arrive URL-encoded in S3 notifications (`+` for space, `%2F` for `/` from moto)."""
     return unquote_plus(raw_key)

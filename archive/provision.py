@@ -21,10 +21,6 @@ class Provisioned:
     datastream_queue_url: str
 
 
-def ingest_queue_name(settings: Settings) -> str:
-    return f"photonranch-archive-ingest-{settings.stage}"
-
-
 def _ensure_table(name: str, key_schema: list[dict], attributes: list[dict], ttl: str, stream: bool) -> None:
     ddb = client("dynamodb")
     try:
@@ -70,7 +66,7 @@ def provision_tables(settings: Settings | None = None) -> None:
 def provision_queues(settings: Settings | None = None, max_receive_count: int = 3) -> Provisioned:
     settings = settings or get_settings()
     sqs = client("sqs")
-    name = ingest_queue_name(settings)
+    name = settings.ingest_queue_name
     dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     queue_url = sqs.create_queue(

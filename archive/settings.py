@@ -49,6 +49,7 @@ class Settings:
     expiration_table: str = "data-expiration-tracker"
     datastream_queue_name: str = "datastreamIncomingQueue-dev"
     datastream_queue_url: str | None = None
+    ingest_queue_name: str = "photonranch-archive-ingest-dev"
     uploads_log_ttl_hours: int = 48
     info_image_ttl_hours: int = 48
     # data type -> lifespan in seconds, and site -> lifespan overriding it for expiring types
@@ -83,6 +84,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         expiration_table=env.get("EXPIRATION_TABLE", "data-expiration-tracker"),
         datastream_queue_name=env.get("DATASTREAM_QUEUE_NAME", f"datastreamIncomingQueue-{stage}"),
         datastream_queue_url=env.get("DATASTREAM_QUEUE_URL") or None,
+        ingest_queue_name=env.get("INGEST_QUEUE_NAME", f"photonranch-archive-ingest-{stage}"),
         uploads_log_ttl_hours=_int(env, "UPLOADS_LOG_TTL_HOURS", 48),
         info_image_ttl_hours=_int(env, "INFO_IMAGE_TTL_HOURS", 48),
         expiring_data_types=_lifespans(

@@ -1,0 +1,7 @@
+"""`python -m archive …`: the command line (see archive/cli.py)."""
+
+import sys
+
+from archive.cli import main
+
+sys.exit(main())
