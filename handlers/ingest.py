@@ -1,0 +1,85 @@
+"""Lambda entry point for ingestion: decode the event, ingest each upload, report what to retry.
+
+From SQS (the production path) the response lists only the messages a redelivery can fix
+(`batchItemFailures`); permanent failures were logged with their reason and are not retried. Any
+other shape (direct S3, SNS, EventBridge) raises when something must be retried, so Lambda's own
+retry of asynchronous invocations applies. Datastream messages go out once per batch, after the
+database work, for the uploads that succeeded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from archive import datastream
+from archive.ingest import Outcome, RetryableError, ingest_upload
+from archive.settings import get_settings
+from handlers.s3_events import EventError, is_sqs_batch, uploads_in
+
+logger = Logger(service="photonranch-archive-ingest", level=get_settings().log_level)
+copy_config_to_registered_loggers(source_logger=logger, include={"archive"})
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+def _ingest_message(body: str, message_id: str) -> list[Outcome]:
+    try:
+        uploads = uploads_in(body)
+    except EventError as exc:
+        # Unreadable forever: say so loudly, with the body, and do not retry it.
+        logger.error("unreadable message dropped", extra={"message_id": message_id, "reason": str(exc),
+                                                          "body": body[:2000]})
+        return []
+    return [ingest_upload(upload) for upload in uploads]
+
+
+def _record_handler(record: SQSRecord) -> list[Outcome]:
+    return _ingest_message(record.body, record.message_id)
+
+
+def _notify(outcomes: list[Outcome]) -> None:
+    notifications = [o.notification for o in outcomes if o.notification is not None]
+    if notifications:
+        datastream.notify(notifications)
+
+
+def handle_sqs(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    with processor(records=event["Records"], handler=_record_handler, lambda_context=context):
+        results = processor.process()
+    outcomes = [o for status, result, _ in results if status == "success" for o in (result or [])]
+    _notify(outcomes)
+    response = processor.response()
+    logger.info("batch done", extra={"messages": len(results), "uploads": len(outcomes),
+                                     "retry": len(response["batchItemFailures"])})
+    return response
+
+
+def handle_direct(event: dict[str, Any]) -> dict[str, Any]:
+    uploads = uploads_in(event)
+    outcomes: list[Outcome] = []
+    retry: list[str] = []
+    for upload in uploads:
+        try:
+            outcomes.append(ingest_upload(upload))
+        except RetryableError as exc:
+            retry.append(f"{upload.key}: {exc.reason}")
+    _notify(outcomes)
+    if retry:
+        raise RuntimeError(f"{len(retry)} of {len(uploads)} uploads need a retry: " + "; ".join(retry))
+    statuses: dict[str, int] = {}
+    for outcome in outcomes:
+        statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
+    return {"uploads": len(uploads), "statuses": statuses}
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    # Not powertools' inject_lambda_context: the local stack and tests invoke without a Lambda context.
+    logger.clear_state()
+    logger.set_correlation_id(getattr(context, "aws_request_id", None))
+    if is_sqs_batch(event):
+        return handle_sqs(event, context)
+    return handle_direct(event)
