@@ -23,7 +23,6 @@ from handlers.s3_events import EventError, is_sqs_batch, uploads_in
 
 logger = Logger(service="photonranch-archive-ingest", level=get_settings().log_level)
 copy_config_to_registered_loggers(source_logger=logger, include={"archive"})
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def _ingest_message(body: str, message_id: str) -> list[Outcome]:
@@ -48,6 +47,9 @@ def _notify(outcomes: list[Outcome]) -> None:
 
 
 def handle_sqs(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    # A processor per invocation: it holds the batch's state, and the local stack's worker threads
+    # may invoke the handler concurrently in one process.
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     with processor(records=event["Records"], handler=_record_handler, lambda_context=context):
         results = processor.process()
     outcomes = [o for status, result, _ in results if status == "success" for o in (result or [])]
