@@ -1,0 +1,115 @@
+"""Expiring exposures (DESIGN.md 2.5): schedule once, delete everything when the TTL fires.
+
+Scheduling is a conditional put, so the first file of an exposure fixes its expiry and later files
+(or redeliveries) never move it. DynamoDB's TTL removes the tracker item; the stream's REMOVE reaches
+`handlers.expire`, which calls `expire_exposure`.
+
+Deleting is by prefix `{s3_directory}/{base_filename}-`: the trailing dash keeps a neighbouring
+exposure whose counter merely starts with the same digits out of it. All keys are listed first and
+deleted afterwards, so deleting never shifts a listing page under the paginator. Only `data/`
+exposures have an `images` row; an expiring info image or all-sky file that happens to share a base
+filename with a data exposure must not take that exposure's row with it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from archive.aws import client
+from archive.filenames import S3_DIRECTORIES, FilenameError, ParsedName, parse_base_filename
+from archive.settings import get_settings
+from archive.uploads_log import epoch_seconds
+
+logger = logging.getLogger(__name__)
+
+DELETE_BATCH = 1_000  # DeleteObjects' limit
+
+
+@dataclass(frozen=True)
+class ExpiryResult:
+    objects_deleted: int
+    rows_deleted: int
+
+
+class ExpiryError(RuntimeError):
+    """S3 refused to delete some keys; raised so the stream delivers the record again."""
+
+
+def schedule_expiry(s3_directory: str, name: ParsedName, now: dt.datetime) -> bool:
+    """Schedule the exposure's deletion if its data type expires; True only when newly scheduled."""
+    settings = get_settings()
+    lifespan = settings.expiry_seconds(name.site, name.data_type)
+    if lifespan is None:
+        return False
+    ddb = client("dynamodb")
+    try:
+        ddb.put_item(
+            TableName=settings.expiration_table,
+            Item={
+                "pk": {"S": name.base_filename},
+                "s3_directory": {"S": s3_directory},
+                "expiration_timestamp_s": {"N": str(int(epoch_seconds(now)) + lifespan)},
+            },
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+    except ddb.exceptions.ConditionalCheckFailedException:
+        return False
+    return True
+
+
+def _validate(s3_directory: str, base_filename: str) -> str:
+    if s3_directory not in S3_DIRECTORIES:
+        raise FilenameError(f"s3_directory {s3_directory!r} is not one of {', '.join(S3_DIRECTORIES)}")
+    return parse_base_filename(base_filename).base_filename
+
+
+def list_exposure_keys(bucket: str, prefix: str) -> list[str]:
+    """Every key under the prefix, across all listing pages."""
+    paginator = client("s3").get_paginator("list_objects_v2")
+    return [obj["Key"] for page in paginator.paginate(Bucket=bucket, Prefix=prefix) for obj in page.get("Contents", [])]
+
+
+def _batches(keys: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(keys), size):
+        yield keys[start : start + size]
+
+
+def delete_keys(bucket: str, keys: Sequence[str]) -> int:
+    """Delete keys in DeleteObjects batches; raise ExpiryError if S3 reports any key it could not delete."""
+    s3 = client("s3")
+    deleted = 0
+    for batch in _batches(keys, DELETE_BATCH):
+        response = s3.delete_objects(
+            Bucket=bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True}
+        )
+        errors = response.get("Errors", [])
+        if errors:
+            sample = "; ".join(f"{e.get('Key')}: {e.get('Code')} {e.get('Message', '')}".strip() for e in errors[:5])
+            raise ExpiryError(f"S3 could not delete {len(errors)} of {len(batch)} keys ({sample})")
+        deleted += len(batch)
+    return deleted
+
+
+def expire_exposure(s3_directory: str, base_filename: str) -> ExpiryResult:
+    """Delete every object of the exposure and, for `data/`, its `images` row. Idempotent.
+
+    Raises FilenameError (deleting nothing) for an unknown directory or an invalid base filename: a
+    malformed tracker item must never turn into a broad prefix delete.
+    """
+    base = _validate(s3_directory, base_filename)
+    settings = get_settings()
+    prefix = f"{s3_directory}/{base}-"
+    rows = 0
+    if s3_directory == "data":  # the row first: the web UI stops listing it before its images vanish
+        import db
+
+        with db.get_engine().begin() as conn:
+            rows = db.delete_exposure(conn, base)
+    objects = delete_keys(settings.bucket, list_exposure_keys(settings.bucket, prefix))
+    logger.info(
+        "exposure expired", extra={"prefix": prefix, "objects_deleted": objects, "rows_deleted": rows}
+    )
+    return ExpiryResult(objects, rows)

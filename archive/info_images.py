@@ -1,0 +1,169 @@
+"""The three info-image channels of a site in DynamoDB `info-images` (DESIGN.md 2.4).
+
+photonranch-api writes `{site}#metadata` (`channel1..3` = the base filename meant for each channel)
+before a site uploads; each file under `info-images/` then updates `{site}#{channel}`.
+
+Replacing a channel's exposure must not race with the files of either exposure arriving at the same
+moment, so no write depends on an earlier read of the channel item:
+
+1. UpdateItem conditioned on `base_filename = :b` adds this file to the exposure already there;
+2. if that condition fails (no item, or another exposure), PutItem conditioned on the item holding a
+   *different* exposure (or none) replaces the whole item with this exposure and this file;
+3. if that condition fails too, a concurrent file of the same exposure won step 2 first: go to 1.
+
+Decision: a file that the table has no field for (e.g. a JPG with reduction 12) still needs its
+channel (no channel is a rejection, whatever the file), but changes nothing: claiming the channel for
+it would blank the channel's picture with an exposure that has nothing to show.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from archive.aws import client
+from archive.filenames import ParsedName
+from archive.settings import get_settings
+from archive.uploads_log import epoch_seconds
+
+CHANNELS = (1, 2, 3)
+MAX_ATTEMPTS = 8  # each retry means another writer changed the channel in between; bounded, not forever
+
+
+class NoChannel(ValueError):
+    """The site's metadata assigns no channel to this file's exposure; the file is rejected."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def channel_of(metadata: Mapping[str, Any] | None, base_filename: str) -> int | None:
+    """The (lowest) channel whose metadata names this base filename, else None."""
+    for channel in CHANNELS:
+        if metadata and metadata.get(f"channel{channel}") == base_filename:
+            return channel
+    return None
+
+
+def file_fields(name: ParsedName, key: str, header: Mapping[str, str] | None) -> dict[str, Any]:
+    """What this one file contributes to its channel item; empty for a file with no field."""
+    if name.ext == "txt":
+        return {"header": dict(header or {})}
+    if name.ext == "jpg" and name.reduction in ("10", "13"):
+        return {"jpg_10_file_path": key, "jpg_medium_exists": True}
+    if name.ext == "jpg" and name.reduction == "11":
+        return {"jpg_11_file_path": key, "jpg_small_exists": True}
+    if name.is_fits and name.reduction in ("00", "01"):
+        return {"fits_01_file_path": key, "fits_01_exists": True}
+    if name.is_fits and name.reduction in ("10", "13"):
+        return {"fits_10_file_path": key, "fits_10_exists": True}
+    return {}
+
+
+def exposure_fields(name: ParsedName, expiration_timestamp: int) -> dict[str, Any]:
+    return {
+        "base_filename": name.base_filename,
+        "data_type": name.data_type,
+        "file_date": name.date,
+        "expiration_timestamp": expiration_timestamp,
+    }
+
+
+def _attr(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, int):
+        return {"N": str(value)}
+    if isinstance(value, Mapping):
+        return {"M": {str(k): {"S": str(v)} for k, v in value.items()}}
+    return {"S": str(value)}
+
+
+def _is_condition_failure(exc: Exception) -> bool:
+    from botocore.exceptions import ClientError
+
+    return (
+        isinstance(exc, ClientError)
+        and exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+    )
+
+
+def _add_to_exposure(table: str, pk: str, fields: Mapping[str, Any]) -> bool:
+    """Step 1: set these fields on the item if it holds this exposure. False when it does not."""
+    names = {f"#a{i}": name for i, name in enumerate(fields)}
+    values = {f":v{i}": _attr(value) for i, value in enumerate(fields.values())}
+    values[":b"] = _attr(fields["base_filename"])
+    assignments = ", ".join(f"#a{i} = :v{i}" for i in range(len(fields)))
+    try:
+        client("dynamodb").update_item(
+            TableName=table,
+            Key={"pk": {"S": pk}},
+            UpdateExpression=f"SET {assignments}",
+            ConditionExpression="base_filename = :b",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+    except Exception as exc:
+        if _is_condition_failure(exc):
+            return False
+        raise
+    return True
+
+
+def _replace_exposure(table: str, pk: str, fields: Mapping[str, Any]) -> bool:
+    """Step 2: replace the whole item unless it already holds this exposure. False when it does."""
+    item = {"pk": {"S": pk}, **{name: _attr(value) for name, value in fields.items()}}
+    try:
+        client("dynamodb").put_item(
+            TableName=table,
+            Item=item,
+            ConditionExpression="attribute_not_exists(pk) OR attribute_not_exists(base_filename) "
+            "OR base_filename <> :b",
+            ExpressionAttributeValues={":b": _attr(fields["base_filename"])},
+        )
+    except Exception as exc:
+        if _is_condition_failure(exc):
+            return False
+        raise
+    return True
+
+
+def find_channel(site: str, base_filename: str) -> int:
+    """The channel the site's metadata gives this exposure; raises NoChannel when there is none."""
+    table = get_settings().info_images_table
+    response = client("dynamodb").get_item(
+        TableName=table, Key={"pk": {"S": f"{site}#metadata"}}, ConsistentRead=True
+    )
+    raw = response.get("Item") or {}
+    metadata = {name: value.get("S") for name, value in raw.items()}
+    channel = channel_of(metadata, base_filename)
+    if channel is None:
+        where = "no metadata item" if not raw else "metadata channel1-3 do not name it"
+        raise NoChannel(
+            f"no info-image channel for base filename {base_filename} at site {site} ({where} {site}#metadata)"
+        )
+    return channel
+
+
+def apply_info_file(name: ParsedName, key: str, header: Mapping[str, str] | None, now: dt.datetime) -> int:
+    """Record one info-image file on its channel item and return the channel number (1-3).
+
+    `now` (naive UTC datetime) starts the item's TTL. Raises NoChannel when the site's metadata has
+    no channel for the exposure; nothing is written then. Never touches the `images` table.
+    """
+    settings = get_settings()
+    channel = find_channel(name.site, name.base_filename)
+    per_file = file_fields(name, key, header)
+    if not per_file:
+        return channel
+    expires = int(epoch_seconds(now)) + settings.info_image_ttl_hours * 3600
+    fields = {**exposure_fields(name, expires), **per_file}
+    pk = f"{name.site}#{channel}"
+    for _ in range(MAX_ATTEMPTS):
+        if _add_to_exposure(settings.info_images_table, pk, fields):
+            return channel
+        if _replace_exposure(settings.info_images_table, pk, fields):
+            return channel
+    raise RuntimeError(f"channel {pk} kept changing under {MAX_ATTEMPTS} attempts to write {key}")

@@ -1,0 +1,108 @@
+"""`recent-uploads-log` items (DESIGN.md 2.3), written to moto's DynamoDB and read back."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from boto3.dynamodb.types import TypeDeserializer
+
+from archive import aws
+from archive.settings import get_settings
+from archive.uploads_log import record_upload
+
+UPLOADED = dt.datetime(2022, 6, 29, 3, 12, 45, 250_000)  # naive UTC
+UPLOADED_S = 1656472365  # 2022-06-29T03:12:45Z
+KEY = "data/sro-kb001ms-20220629-00010442-EX10.jpg"
+
+
+def items_of(site: str) -> list[dict]:
+    """The site's items as photonranch-api gets them: a query by site, in range-key order."""
+    response = aws.client("dynamodb").query(
+        TableName=get_settings().uploads_log_table,
+        KeyConditionExpression="site = :s",
+        ExpressionAttributeValues={":s": {"S": site}},
+    )
+    des = TypeDeserializer()
+    return [{k: des.deserialize(v) for k, v in item.items()} for item in response["Items"]]
+
+
+def record(**overrides) -> dict:
+    values = dict(key=KEY, site="sro", size_bytes=123_456, status="ingested", reason="jpg_medium_exists",
+                  upload_time=UPLOADED)
+    values.update(overrides)
+    return record_upload(**values)
+
+
+def test_item_has_every_contract_field_with_its_type(aws_stack):
+    returned = record()
+    [stored] = items_of("sro")
+    assert stored == returned
+    assert stored["site"] == "sro"
+    assert stored["upload_timestamp_s"] == UPLOADED_S
+    assert stored["expire_timestamp_s"] == UPLOADED_S + 48 * 3600
+    assert stored["filename"] == KEY  # the full key, directory included
+    assert stored["size_bytes"] == 123_456
+    assert stored["status"] == "ingested"
+    assert stored["reason"] == "jpg_medium_exists"
+    assert set(stored) == {"site", "upload_id", "upload_timestamp_s", "expire_timestamp_s", "filename",
+                           "size_bytes", "status", "reason"}
+    raw = aws.client("dynamodb").scan(TableName=get_settings().uploads_log_table)["Items"][0]
+    for numeric in ("upload_timestamp_s", "expire_timestamp_s", "size_bytes"):
+        assert set(raw[numeric]) == {"N"}  # numbers, not strings: the API compares them as ints
+
+
+def test_twenty_uploads_in_one_second_give_twenty_items(aws_stack):
+    for i in range(20):
+        record(key=f"data/sro-kb001ms-20220629-{i:08d}-EX10.jpg", upload_time=UPLOADED)
+    items = items_of("sro")
+    assert len(items) == 20
+    assert {item["filename"] for item in items} == {f"data/sro-kb001ms-20220629-{i:08d}-EX10.jpg" for i in range(20)}
+    assert {item["upload_timestamp_s"] for item in items} == {UPLOADED_S}
+
+
+def test_the_same_file_uploaded_twice_in_one_millisecond_keeps_both_items(aws_stack):
+    record()
+    record(status="failed", reason="temporary error, will retry")
+    assert sorted(item["status"] for item in items_of("sro")) == ["failed", "ingested"]
+
+
+def test_a_site_query_returns_its_uploads_oldest_first(aws_stack):
+    times = [UPLOADED + dt.timedelta(milliseconds=ms) for ms in (999, 1, 0, 1000, 86_400_000, 5)]
+    for t in times:
+        record(upload_time=t, reason=t.isoformat())
+    assert [item["reason"] for item in items_of("sro")] == [t.isoformat() for t in sorted(times)]
+
+
+def test_an_unknown_site_is_logged_under_unknown_site(aws_stack):
+    record(key="data/not-a-valid-name.jpg", site="unknown_site", status="rejected", reason="bad name")
+    [item] = items_of("unknown_site")
+    assert (item["filename"], item["status"], item["reason"]) == ("data/not-a-valid-name.jpg", "rejected", "bad name")
+
+
+@pytest.mark.parametrize("status", ["ingested", "ignored", "rejected", "failed"])
+def test_every_contract_status_is_accepted(aws_stack, status):
+    assert record(status=status)["status"] == status
+
+
+def test_an_unknown_status_is_refused_and_nothing_is_written(aws_stack):
+    with pytest.raises(ValueError, match="status 'ok'"):
+        record(status="ok")
+    assert items_of("sro") == []
+
+
+def test_ttl_hours_come_from_settings(aws_stack, settings_env):
+    settings_env(UPLOADS_LOG_TTL_HOURS="6")
+    item = record()
+    assert item["expire_timestamp_s"] - item["upload_timestamp_s"] == 6 * 3600
+
+
+def test_an_aware_upload_time_is_converted_to_utc(aws_stack):
+    aware = UPLOADED.replace(tzinfo=dt.UTC).astimezone(dt.timezone(dt.timedelta(hours=-7)))
+    assert record(upload_time=aware)["upload_timestamp_s"] == UPLOADED_S
+
+
+def test_a_huge_reason_is_truncated_so_the_item_still_fits(aws_stack):
+    item = record(status="failed", reason="x" * 500_000)
+    assert 0 < len(item["reason"]) < 10_000
+    assert items_of("sro")[0]["reason"] == item["reason"]
