@@ -128,11 +128,11 @@ def to_jpeg_mode(image: Image.Image) -> Image.Image:
     if mode in ("L", "RGB"):
         return image
     if mode.startswith("I;16"):
-        return image.convert("I").point(lambda v: v * (255 / 65535)).convert("L")
+        return image.convert("I").point(lambda v: v * (255 / 65535) + 0.5).convert("L")
     if mode in ("I", "F"):  # no fixed range: stretch what is there
         low, high = image.getextrema()  # type: ignore[misc]
         scale = 255 / ((high - low) or 1)
-        return image.convert("F").point(lambda v: (v - low) * scale).convert("L")
+        return image.convert("F").point(lambda v: (v - low) * scale + 0.5).convert("L")
     if mode in ("1", "LA", "La"):
         return image.convert("L")
     if mode in ("P", "PA"):
