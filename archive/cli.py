@@ -12,6 +12,9 @@ import importlib
 
 COMMAND_MODULES = (
     "archive.migrate_cmd",
+    "archive.local.serve",
+    "archive.simulate",
+    "archive.local.demo",
 )
 
 

@@ -1,0 +1,435 @@
+"""`python -m archive demo`: the whole pipeline on this machine, checked, measured and pictured.
+
+In one process: start the local stack (a fresh embedded database unless DATABASE_URL is set, moto on
+a free port), then act as the sites: one `EP` exposure at `tst` that expires after a few seconds
+(uploaded first, so its expiry runs while the rest is processed), two sites × N exposures with header,
+medium JPG and small and large FITS, one info image on channel 1 and one all-sky image. Wait until the
+ingest worker has processed every upload and every thumbnail the archive wrote, then check the outcome
+from the outside (the database, the upload log, the info channel, the bucket, the datastream queue),
+print a summary with throughput and upload-to-row latency, and save a contact sheet of the thumbnails.
+Exit status 1 when any check fails, 2 when processing did not finish within the timeout.
+
+Latency of an upload = when the ingest handler returned for its message (the row and the upload-log
+item are written by then) minus when S3 answered the site's POST (the object exists from then on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import json
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from archive.local.worker import Delivery
+from archive.simulate import Exposure, SimulationResult, SiteRun, UploadRecord
+
+DEMO_SITES = ("tst", "mrc")
+EXPIRING_SITE = "tst"
+EXPIRY_SECONDS = 5
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pure pieces: bookkeeping, statistics, checks and the summary.
+
+
+class DeliveryLog:
+    """What the worker processed, when; filled from the worker thread, read by the demo."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done: dict[str, float] = {}  # key -> first successful delivery time
+        self.failures = 0
+
+    def add(self, deliveries: list[Delivery]) -> None:
+        with self._lock:
+            for delivery in deliveries:
+                if not delivery.ok:
+                    self.failures += 1
+                    continue
+                for key in delivery.keys:
+                    self._done.setdefault(key, delivery.finished_at)
+
+    def done(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self._done)
+
+
+def thumbnail_key(key: str) -> str | None:
+    """The thumbnail the archive writes beside a medium JPG (reduction 10/13), else None."""
+    for reduction in ("10", "13"):
+        suffix = f"{reduction}.jpg"
+        if key.endswith(suffix):
+            return key[: -len(suffix)] + "11.jpg"
+    return None
+
+
+def tile_label(key: str) -> str:
+    """`site counter directory` under a contact-sheet tile, e.g. `tst 00000012 data`."""
+    from archive.filenames import parse_key
+
+    parsed = parse_key(key)
+    return f"{parsed.name.site} {parsed.name.counter} {parsed.s3_directory}"
+
+
+def expected_keys(uploads: Iterable[UploadRecord]) -> set[str]:
+    """Every object the worker must process: the uploads and the thumbnails they cause."""
+    keys = {u.key for u in uploads}
+    return keys | {t for t in map(thumbnail_key, list(keys)) if t is not None}
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0-100) of a non-empty sequence."""
+    if not values:
+        raise ValueError("no values")
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[int(rank) - 1]
+
+
+def latencies(uploads: Iterable[UploadRecord], done: Mapping[str, float]) -> list[float]:
+    """Seconds from each upload's completion to its processing (uploads not processed are left out)."""
+    return [max(0.0, done[u.key] - u.finished_at) for u in uploads if u.key in done]
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def check_rows(exposures: Sequence[Exposure], rows: Mapping[str, Mapping[str, Any]]) -> Check:
+    """Each exposure has one row, dated by its header's DATE-OBS, with every file flag set."""
+    problems = []
+    for exposure in exposures:
+        row = rows.get(exposure.base_filename)
+        if row is None:
+            problems.append(f"{exposure.base_filename}: no row")
+            continue
+        missing = [f for f in ("fits_01_exists", "fits_10_exists", "jpg_medium_exists", "jpg_small_exists") if not row[f]]
+        date_obs = dt.datetime.fromisoformat(exposure.header["DATE-OBS"])
+        if missing:
+            problems.append(f"{exposure.base_filename}: {', '.join(missing)} false")
+        elif row["capture_date"] != date_obs:
+            problems.append(f"{exposure.base_filename}: capture_date {row['capture_date']} != DATE-OBS {date_obs}")
+        elif row["right_ascension"] is None or row["filter_used"] != exposure.header["FILTER"]:
+            problems.append(f"{exposure.base_filename}: header columns not filled")
+        elif not json.loads(row["header"]).get("SSTKNUM"):
+            problems.append(f"{exposure.base_filename}: header JSON lacks SSTKNUM")
+    return Check("rows and file flags", not problems, _summary(len(exposures), problems, "rows complete"))
+
+
+def check_log(keys: Iterable[str], statuses: Mapping[str, set[str]]) -> Check:
+    """Each key has an upload-log item with status `ingested`."""
+    keys = sorted(keys)
+    problems = [f"{k}: {sorted(statuses.get(k, set())) or 'no item'}" for k in keys if "ingested" not in statuses.get(k, ())]
+    return Check("upload log statuses", not problems, _summary(len(keys), problems, "items 'ingested'"))
+
+
+def check_datastream(expected: Iterable[tuple[str, str, int | None]], bodies: Iterable[str]) -> Check:
+    """A datastream message for every exposure (directory, base filename, channel for info images)."""
+    seen = set()
+    for body in bodies:
+        message = json.loads(body)
+        data = message.get("data", {})
+        seen.add((data.get("s3_directory"), data.get("base_filename"), message.get("channel")))
+    expected = sorted(expected, key=str)
+    problems = [f"{d}/{b} channel {c}: no message" for d, b, c in expected if (d, b, c) not in seen]
+    return Check("datastream messages", not problems, _summary(len(expected), problems, "exposures announced"))
+
+
+def _summary(total: int, problems: list[str], what: str) -> str:
+    if not problems:
+        return f"{total}/{total} {what}"
+    shown = "; ".join(problems[:3]) + (f"; … {len(problems) - 3} more" if len(problems) > 3 else "")
+    return f"{total - len(problems)}/{total} {what}; {shown}"
+
+
+@dataclass
+class DemoReport:
+    checks: list[Check] = field(default_factory=list)
+    uploads: int = 0
+    upload_bytes: int = 0
+    processed: int = 0
+    exposures: int = 0
+    seconds_total: float = 0.0
+    seconds_processing: float = 0.0  # first upload started -> last object processed
+    latencies: list[float] = field(default_factory=list)
+    retries: int = 0
+    contact_sheet: Path | None = None
+    database: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    def format(self) -> str:
+        rate = self.processed / self.seconds_processing if self.seconds_processing else 0.0
+        lines = [
+            "",
+            "Demo summary",
+            f"  database            {self.database}",
+            f"  exposures           {self.exposures}",
+            f"  files uploaded      {self.uploads} ({self.upload_bytes / 1e6:.1f} MB), presigned POSTs",
+            f"  objects processed   {self.processed} (uploads + thumbnails), {self.retries} failed deliveries",
+            f"  throughput          {rate:.1f} files/s ({self.seconds_processing:.1f} s from first upload to last)",
+        ]
+        if self.latencies:
+            p50, p95 = percentile(self.latencies, 50) * 1000, percentile(self.latencies, 95) * 1000
+            lines.append(
+                f"  latency upload→row  p50 {p50:.0f} ms, p95 {p95:.0f} ms, max {max(self.latencies) * 1000:.0f} ms"
+                f" ({len(self.latencies)} uploads)"
+            )
+        lines.append(f"  wall time           {self.seconds_total:.1f} s")
+        if self.contact_sheet:
+            lines.append(f"  contact sheet       {self.contact_sheet}")
+        lines.append("")
+        lines.append("Checks")
+        lines += [f"  [{'ok' if c.ok else 'FAIL'}] {c.name:<26} {c.detail}" for c in self.checks]
+        lines.append("")
+        lines.append("all checks passed" if self.ok else "SOME CHECKS FAILED")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading the outcome back (the edges).
+
+
+def fetch_rows(base_filenames: Iterable[str]) -> dict[str, dict[str, Any]]:
+    from sqlalchemy import select
+
+    import db
+
+    names = list(base_filenames)
+    with db.get_engine().connect() as conn:
+        result = conn.execute(select(db.images).where(db.images.c.base_filename.in_(names))).mappings()
+        return {row["base_filename"]: dict(row) for row in result}
+
+
+def fetch_log_statuses() -> dict[str, set[str]]:
+    from archive.aws import client
+    from archive.settings import get_settings
+
+    statuses: dict[str, set[str]] = {}
+    paginator = client("dynamodb").get_paginator("scan")
+    for page in paginator.paginate(TableName=get_settings().uploads_log_table):
+        for item in page.get("Items", []):
+            statuses.setdefault(item["filename"]["S"], set()).add(item["status"]["S"])
+    return statuses
+
+
+def drain_queue(queue_url: str) -> list[str]:
+    """Every message body in a queue (received and deleted: nobody else reads it locally)."""
+    from archive.aws import client
+
+    sqs = client("sqs")
+    bodies: list[str] = []
+    while True:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
+            "Messages", []
+        )
+        if not messages:
+            return bodies
+        bodies += [m["Body"] for m in messages]
+        sqs.delete_message_batch(
+            QueueUrl=queue_url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
+        )
+
+
+def get_object(key: str) -> bytes | None:
+    from archive.aws import client
+    from archive.settings import get_settings
+
+    s3 = client("s3")
+    try:
+        return s3.get_object(Bucket=get_settings().bucket, Key=key)["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None
+
+
+def check_thumbnails(medium_keys: Sequence[str], height: int) -> tuple[Check, dict[str, bytes | None]]:
+    from PIL import Image
+
+    found: dict[str, bytes | None] = {}
+    problems = []
+    for medium in medium_keys:
+        key = thumbnail_key(medium)
+        data = get_object(key) if key else None
+        found[medium] = data
+        if data is None:
+            problems.append(f"{key}: missing")
+            continue
+        picture = Image.open(io.BytesIO(data))
+        if picture.format != "JPEG" or picture.height != height:
+            problems.append(f"{key}: {picture.format} {picture.width}×{picture.height}")
+    check = Check("thumbnails", not problems, _summary(len(medium_keys), problems, f"JPEG, {height} px tall"))
+    return check, found
+
+
+def check_info_channel(site: str, channel: int, exposure: Exposure) -> Check:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    from archive.aws import client
+    from archive.settings import get_settings
+
+    raw = client("dynamodb").get_item(TableName=get_settings().info_images_table, Key={"pk": {"S": f"{site}#{channel}"}})
+    item = {k: TypeDeserializer().deserialize(v) for k, v in raw.get("Item", {}).items()}
+    wanted = {"base_filename": exposure.base_filename, "jpg_medium_exists": True, "jpg_small_exists": True,
+              "fits_10_exists": True}
+    wrong = [f"{k}={item.get(k)!r}" for k, v in wanted.items() if item.get(k) != v]
+    if not isinstance(item.get("header"), dict) or item["header"].get("FILTER") != exposure.header["FILTER"]:
+        wrong.append("header map missing")
+    detail = f"{site}#{channel} holds {exposure.base_filename}" if not wrong else f"{site}#{channel}: {', '.join(wrong)}"
+    return Check("info-image channel", not wrong, detail)
+
+
+def exposure_gone(exposure: Exposure) -> tuple[bool, str]:
+    from archive.aws import client
+    from archive.settings import get_settings
+
+    prefix = f"{exposure.s3_directory}/{exposure.base_filename}-"
+    left = client("s3").list_objects_v2(Bucket=get_settings().bucket, Prefix=prefix).get("KeyCount", 0)
+    row = fetch_rows([exposure.base_filename]).get(exposure.base_filename)
+    if left or row:
+        return False, f"{exposure.base_filename}: {left} objects, {'a row' if row else 'no row'} left"
+    return True, f"{exposure.base_filename} ({exposure.data_type}, {EXPIRY_SECONDS} s) deleted: objects and row"
+
+
+# ---------------------------------------------------------------------------------------------------
+# The run.
+
+
+def wait_for(done_log: DeliveryLog, expected: set[str], deadline: float, progress: bool) -> set[str]:
+    """Block until every expected key is processed or the deadline passes; returns what is missing."""
+    from tqdm import tqdm
+
+    with tqdm(total=len(expected), unit="file", desc="processing", disable=not progress) as bar:
+        while True:
+            missing = expected - done_log.done().keys()
+            bar.update(len(expected) - len(missing) - bar.n)
+            if not missing or time.time() > deadline:
+                return missing
+            time.sleep(0.1)
+
+
+def run_demo(args: argparse.Namespace) -> DemoReport:
+    from archive.local.contact_sheet import contact_sheet
+    from archive.local.stack import LocalStack, StackOptions
+    from archive.settings import get_settings
+    from archive.simulate import simulate
+
+    started = time.time()
+    log = DeliveryLog()
+    report = DemoReport()
+    state_dir: Path = args.state_dir
+    options = StackOptions(
+        port=args.port,
+        state_dir=state_dir,
+        database_name="archive_demo",
+        fresh_database=True,
+        settings_env={
+            "SITE_EXPIRY_SECONDS": f"{EXPIRING_SITE}={EXPIRY_SECONDS}",
+            "LOG_LEVEL": "WARNING",
+        },
+        on_delivery=log.add,
+        write_env_file=False,
+    )
+    progress = not args.no_progress
+    with LocalStack(options) as stack:
+        report.database = stack.database.description if stack.database else ""
+        print(f"local stack on {stack.endpoint_url}; database: {report.database}", flush=True)
+        runs = [
+            ("expiring", SiteRun(site=EXPIRING_SITE, exposures=1, data_type="EP", seed=1)),
+            *[(site, SiteRun(site=site, exposures=args.exposures, seed=10 + i)) for i, site in enumerate(DEMO_SITES)],
+            ("info", SiteRun(site=EXPIRING_SITE, exposures=1, s3_directory="info-images", channel=1, seed=3)),
+            ("allsky", SiteRun(site=DEMO_SITES[1], exposures=1, s3_directory="allsky", seed=4)),
+        ]
+        results: dict[str, SimulationResult] = {}
+        first_upload = time.time()
+        for label, run in runs:
+            results[label] = simulate(run, progress=progress)
+        uploads = [u for r in results.values() for u in r.uploads]
+        report.uploads = len(uploads)
+        report.upload_bytes = sum(u.size_bytes for u in uploads)
+        report.exposures = sum(len(r.exposures) for r in results.values())
+        expected = expected_keys(uploads)
+        missing = wait_for(log, expected, time.time() + args.timeout, progress)
+        done = log.done()
+        report.processed = len(expected & done.keys())
+        report.retries = log.failures
+        finished = [done[k] for k in expected if k in done]
+        report.seconds_processing = (max(finished) if finished else time.time()) - first_upload
+        report.latencies = latencies(uploads, done)
+        if missing:
+            report.checks.append(Check("processing", False, _summary(len(expected), sorted(missing), "processed")))
+        else:
+            report.checks.append(Check("processing", True, f"{len(expected)}/{len(expected)} objects processed"))
+
+        data_exposures = [e for label in DEMO_SITES for e in results[label].exposures]
+        report.checks.append(check_rows(data_exposures, fetch_rows(e.base_filename for e in data_exposures)))
+        report.checks.append(check_log(expected, fetch_log_statuses()))
+        medium = sorted(k for k in (u.key for u in uploads) if thumbnail_key(k))
+        expiring = results["expiring"].exposures[0]
+        kept_medium = [k for k in medium if expiring.base_filename not in k]
+        thumbs, found = check_thumbnails(kept_medium, get_settings().thumbnail_height_px)
+        report.checks.append(thumbs)
+        info = results["info"].exposures[0]
+        report.checks.append(check_info_channel(EXPIRING_SITE, 1, info))
+
+        deadline = time.time() + EXPIRY_SECONDS + 30
+        gone, detail = exposure_gone(expiring)
+        while not gone and time.time() < deadline:
+            time.sleep(0.5)
+            gone, detail = exposure_gone(expiring)
+        report.checks.append(Check("expired exposure gone", gone, detail))
+
+        announced = [(e.s3_directory, e.base_filename, None) for r in results.values() for e in r.exposures
+                     if e.s3_directory != "info-images"]
+        announced.append((info.s3_directory, info.base_filename, 1))
+        report.checks.append(check_datastream(announced, drain_queue(stack.provisioned.datastream_queue_url)))
+
+        tiles = [(tile_label(k), found[k]) for k in kept_medium]
+        sheet = state_dir / "contact-sheet.png"
+        sheet.write_bytes(
+            contact_sheet(tiles, columns=args.columns, title=f"{len(tiles)} thumbnails made by the archive")
+        )
+        report.contact_sheet = sheet
+        print("stopping the local stack…", flush=True)
+    report.seconds_total = time.time() - started
+    return report
+
+
+def run(args: argparse.Namespace) -> int:
+    from archive.local.stack import StackError
+
+    try:
+        report = run_demo(args)
+    except StackError as exc:
+        print(f"error: {exc}")
+        return 2
+    print(report.format(), flush=True)
+    if not report.checks or not report.checks[0].ok:
+        return 2
+    return 0 if report.ok else 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="run the whole pipeline locally, check the outcome and print throughput and latency",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--exposures", type=int, default=20, help="exposures per site (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=180, help="seconds to wait for processing (default: 180)")
+    parser.add_argument("--port", type=int, default=0, help="moto's port (default: any free one)")
+    parser.add_argument("--state-dir", type=Path, default=Path(".archive"), help="default: %(default)s")
+    parser.add_argument("--columns", type=int, default=8, help="contact sheet columns (default: %(default)s)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)

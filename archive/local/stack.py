@@ -1,0 +1,355 @@
+"""The local stack: AWS replaced by moto's server on loopback, plus the pieces AWS would run for us.
+
+`LocalStack.start()` brings up, in this process:
+- moto's server (S3, SQS, DynamoDB) on `host:port`, emptied first, with the bucket, the three tables,
+  the ingest queue and its dead-letter queue, the datastream queue (archive.provision) and the bucket
+  notification S3 ObjectCreated → ingest queue;
+- a database: DATABASE_URL when set, else an embedded PostgreSQL cluster under the state directory,
+  else (no PostgreSQL installed) a SQLite file; migrated;
+- the environment the handlers read (endpoint, dummy credentials, names, DATABASE_URL), applied to
+  this process and written to `{state_dir}/local.env` for other programs;
+- the ingest worker (Lambda's SQS poller) and the TTL sweeper (DynamoDB's TTL + stream trigger).
+
+`stop()` undoes all of it, including the environment, so tests can start and stop stacks freely.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shlex
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from archive.local.sweeper import StreamHandler, TtlSweeper, describe_ttl_tables
+from archive.local.worker import Delivery, Handler, IngestWorker
+
+logger = logging.getLogger(__name__)
+
+DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+# Variables that would make boto3 use something other than the dummy credentials.
+_CREDENTIAL_NOISE = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_DEFAULT_PROFILE")
+
+
+class StackError(RuntimeError):
+    """The local stack could not start (port taken, database unusable…); the message says what to do."""
+
+
+@dataclass
+class StackOptions:
+    host: str = "127.0.0.1"
+    port: int = 4566  # 0 picks a free port
+    state_dir: Path = Path(".archive")
+    database_name: str = "archive"  # database in the embedded cluster, or the SQLite file's stem
+    fresh_database: bool = False  # drop and recreate the embedded database (never a DATABASE_URL one)
+    max_receive_count: int = 3
+    retry_delay_seconds: int = 1
+    sweep_interval: float = 1.0
+    settings_env: dict[str, str] = field(default_factory=dict)  # e.g. SITE_EXPIRY_SECONDS, LOG_LEVEL
+    ingest_handler: Handler | None = None  # default: handlers.ingest.handler
+    expire_handler: StreamHandler | None = None  # default: handlers.expire.handler
+    on_delivery: Callable[[list[Delivery]], None] | None = None
+    write_env_file: bool = True
+    notice: Callable[[str], None] = print
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def format_env_file(env: dict[str, str]) -> str:
+    """Shell `KEY=value` lines, quoted when needed, so `set -a; . file; set +a` works."""
+    lines = ["# Written by `python -m archive serve`; valid while it runs."]
+    lines += [f"{key}={shlex.quote(value)}" for key, value in env.items()]
+    return "\n".join(lines) + "\n"
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """Read back what `format_env_file` writes (comments and blank lines skipped)."""
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        parts = shlex.split(value) if value else [""]
+        env[key.strip()] = parts[0] if parts else ""
+    return env
+
+
+@dataclass
+class _Database:
+    url: str
+    description: str
+    close: Callable[[], None] = lambda: None
+
+
+def _named_postgres_url(server_url: str, name: str) -> str:
+    return server_url.rsplit("/", 1)[0] + "/" + name
+
+
+def _ensure_postgres_database(server_url: str, name: str, fresh: bool) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
+            if exists and fresh:
+                conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+                exists = None
+            if not exists:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+
+
+def open_database(options: StackOptions, env_url: str | None) -> _Database:
+    """DATABASE_URL if given; else the embedded PostgreSQL cluster; else a SQLite file."""
+    if env_url:
+        return _Database(env_url, "DATABASE_URL from the environment")
+    from archive.local.postgres import LocalPostgres, PostgresUnavailable
+
+    state_dir = options.state_dir.resolve()
+    try:
+        cluster = LocalPostgres(state_dir / "pg", durable=True)
+        was_running = cluster.initialized() and cluster.running()
+        server_url = cluster.start()
+    except PostgresUnavailable as exc:
+        path = state_dir / f"{options.database_name}.sqlite"
+        if options.fresh_database and path.exists():
+            path.unlink()
+        options.notice(f"note: no usable PostgreSQL ({str(exc).splitlines()[0]}); using SQLite at {path}")
+        return _Database(f"sqlite:///{path}", f"SQLite file {path}")
+    _ensure_postgres_database(server_url, options.database_name, options.fresh_database)
+    url = _named_postgres_url(server_url, options.database_name)
+    close = (lambda: None) if was_running else cluster.stop
+    return _Database(url, f"embedded PostgreSQL under {cluster.data_dir}", close)
+
+
+@contextlib.contextmanager
+def _quiet_werkzeug() -> Iterator[None]:
+    log = logging.getLogger("werkzeug")
+    previous = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        log.setLevel(previous)
+
+
+class LocalStack:
+    def __init__(self, options: StackOptions | None = None) -> None:
+        self.options = options or StackOptions()
+        self.env: dict[str, str] = {}
+        self.endpoint_url = ""
+        self.database: _Database | None = None
+        self.worker: IngestWorker | None = None
+        self.sweeper: TtlSweeper | None = None
+        self.provisioned: Any = None
+        self._server: Any = None
+        self._saved_env: dict[str, str | None] = {}
+        self._exit = contextlib.ExitStack()
+
+    # -- environment ---------------------------------------------------------------------------
+
+    def _apply_env(self, values: dict[str, str], unset: tuple[str, ...] = ()) -> None:
+        from archive import aws
+        from archive.settings import get_settings
+
+        for key in (*values, *unset):
+            self._saved_env.setdefault(key, os.environ.get(key))
+        for key in unset:
+            os.environ.pop(key, None)
+        os.environ.update(values)
+        get_settings.cache_clear()
+        aws.clear_clients()
+
+    def _restore_env(self) -> None:
+        from archive import aws
+        from archive.settings import get_settings
+
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env.clear()
+        get_settings.cache_clear()
+        aws.clear_clients()
+
+    @property
+    def env_file(self) -> Path:
+        return self.options.state_dir / "local.env"
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> LocalStack:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        opts = self.options
+        opts.state_dir.mkdir(parents=True, exist_ok=True)
+        self._start_moto()
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        self._apply_env(
+            {
+                "AWS_ENDPOINT_URL": self.endpoint_url,
+                **DUMMY_CREDENTIALS,
+                "AWS_DEFAULT_REGION": region,
+                "AWS_REGION": region,
+                **opts.settings_env,
+            },
+            unset=_CREDENTIAL_NOISE,
+        )
+        self._provision()
+        self.database = open_database(opts, os.environ.get("DATABASE_URL"))
+        self._exit.callback(self.database.close)
+        self._apply_env({"DATABASE_URL": self.database.url})
+
+        import db
+
+        db.migrate(self.database.url)
+        self._exit.callback(db.dispose_engines)
+        self.env = self._public_env()
+        if opts.write_env_file:
+            self.env_file.write_text(format_env_file(self.env))
+            self._exit.callback(self._remove_env_file)
+        self._start_threads()
+
+    def _start_moto(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        opts = self.options
+        # ThreadedMotoServer.start() waits forever when the port is taken: check first.
+        if opts.port and not port_is_free(opts.host, opts.port):
+            raise StackError(
+                f"{opts.host}:{opts.port} is in use (another `serve`?); stop it or choose --port"
+            )
+        self._exit.enter_context(_quiet_werkzeug())
+        server = ThreadedMotoServer(ip_address=opts.host, port=opts.port, verbose=False)
+        server.start()
+        self._server = server
+        self._exit.callback(server.stop)
+        host, port = server.get_host_and_port()
+        self.endpoint_url = f"http://{host}:{port}"
+        # moto keeps its state in this process's globals: start from nothing, as a fresh server would.
+        import urllib.request
+
+        urllib.request.urlopen(urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")).read()
+
+    def _provision(self) -> None:
+        from archive.aws import client
+        from archive.provision import provision_bucket, provision_queues, provision_tables
+        from archive.settings import get_settings
+
+        settings = get_settings()
+        provision_bucket(settings)
+        provision_tables(settings)
+        self.provisioned = provision_queues(settings, max_receive_count=self.options.max_receive_count)
+        sqs = client("sqs")
+        queue_arn = sqs.get_queue_attributes(QueueUrl=self.provisioned.ingest_queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        client("s3").put_bucket_notification_configuration(
+            Bucket=settings.bucket,
+            NotificationConfiguration={
+                "QueueConfigurations": [
+                    {"Id": "archive-ingest", "QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}
+                ]
+            },
+        )
+
+    def _public_env(self) -> dict[str, str]:
+        from archive.settings import get_settings
+
+        s = get_settings()
+        env = {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            **DUMMY_CREDENTIALS,
+            "AWS_DEFAULT_REGION": s.region,
+            "AWS_REGION": s.region,
+            "STAGE": s.stage,
+            "BUCKET_NAME": s.bucket,
+            "UPLOADS_LOG_TABLE": s.uploads_log_table,
+            "INFO_IMAGES_TABLE": s.info_images_table,
+            "EXPIRATION_TABLE": s.expiration_table,
+            "INGEST_QUEUE_NAME": s.ingest_queue_name,
+            "INGEST_QUEUE_URL": self.provisioned.ingest_queue_url,
+            "INGEST_DLQ_URL": self.provisioned.ingest_dlq_url,
+            "DATASTREAM_QUEUE_NAME": s.datastream_queue_name,
+            "DATASTREAM_QUEUE_URL": self.provisioned.datastream_queue_url,
+            "DATABASE_URL": self.database.url if self.database else "",
+        }
+        for key, value in self.options.settings_env.items():
+            env.setdefault(key, value)
+        return env
+
+    def _start_threads(self) -> None:
+        from archive.aws import client
+        from archive.settings import get_settings
+
+        opts = self.options
+        settings = get_settings()
+        ingest = opts.ingest_handler
+        if ingest is None:
+            from handlers.ingest import handler as ingest
+        expire = opts.expire_handler
+        if expire is None:
+            from handlers.expire import handler as expire
+        # Separate clients for the threads: boto3 clients are thread-safe, but the handlers share the
+        # cached ones and a long poll should not sit in front of them in one connection pool.
+        import boto3
+
+        session = boto3.session.Session()
+        sqs = session.client("sqs", region_name=settings.region, endpoint_url=self.endpoint_url)
+        ddb = session.client("dynamodb", region_name=settings.region, endpoint_url=self.endpoint_url)
+        self.worker = IngestWorker(
+            sqs,
+            self.provisioned.ingest_queue_url,
+            ingest,
+            region=settings.region,
+            retry_delay_seconds=opts.retry_delay_seconds,
+            on_delivery=opts.on_delivery,
+        )
+        tables = describe_ttl_tables(
+            client("dynamodb"), [settings.uploads_log_table, settings.info_images_table, settings.expiration_table]
+        )
+        self.sweeper = TtlSweeper(
+            ddb, tables, {settings.expiration_table: expire}, region=settings.region, interval=opts.sweep_interval
+        )
+        self.worker.start()
+        self._exit.callback(self.worker.stop)
+        self.sweeper.start()
+        self._exit.callback(self.sweeper.stop)
+
+    def _remove_env_file(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.env_file.unlink()
+
+    def stop(self) -> None:
+        """Stop threads, server and (our own) database; restore the environment. Safe to repeat."""
+        try:
+            self._exit.close()
+        finally:
+            self._restore_env()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

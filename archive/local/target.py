@@ -1,0 +1,47 @@
+"""Which AWS the client commands (simulate-site, reprocess, status) talk to, said out loud.
+
+A running `serve` writes `.archive/local.env`; when AWS_ENDPOINT_URL is not already set, the client
+commands load that file, so they reach the local stack without a `source` step and can never send a
+simulated site's files to the real bucket by accident. Every command prints the target it uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+DEFAULT_ENV_FILE = Path(".archive") / "local.env"
+
+
+def load_target(env_file: Path | None) -> str:
+    """Apply the env file (its values win, it describes one coherent stack) and describe the target.
+
+    `env_file` None means: the default file, when it exists and AWS_ENDPOINT_URL is unset.
+    """
+    from archive import aws
+    from archive.local.stack import parse_env_file
+    from archive.settings import get_settings
+
+    source = ""
+    if env_file is None and not os.environ.get("AWS_ENDPOINT_URL") and DEFAULT_ENV_FILE.exists():
+        env_file = DEFAULT_ENV_FILE
+    if env_file is not None:
+        if not env_file.exists():
+            raise SystemExit(f"{env_file} does not exist: start `python -m archive serve` first")
+        os.environ.update(parse_env_file(env_file.read_text()))
+        source = f" (from {env_file})"
+    get_settings.cache_clear()
+    aws.clear_clients()
+    settings = get_settings()
+    where = settings.aws_endpoint_url or f"AWS {settings.region}"
+    return f"target: {where}, bucket {settings.bucket}{source}"
+
+
+def add_env_file_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        default=None,
+        help=f"KEY=value file to load first (default: {DEFAULT_ENV_FILE} when it exists and AWS_ENDPOINT_URL is unset)",
+    )

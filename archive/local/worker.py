@@ -1,0 +1,171 @@
+"""Lambda's SQS poller, for the local stack: long-poll the ingest queue and call the handler.
+
+What it reproduces from AWS (the event source mapping with ReportBatchItemFailures):
+- batches of up to 10 messages, received with their system attributes, handed over as the SQS event;
+- only the messages the handler did not list in `batchItemFailures` are deleted; a handler that
+  raises fails the whole batch;
+- a failed message comes back, and after `maxReceiveCount` receives the queue moves it to the
+  dead-letter queue. moto 5 implements that redrive on receive (checked by the poison-message test),
+  so the worker does not move messages itself.
+
+One deliberate difference: a failed message is made visible again after `retry_delay_seconds`
+(ChangeMessageVisibility) instead of the queue's full visibility timeout, so a local retry takes a
+second, not 30. The handler is called from one thread at a time, as one Lambda instance would run it:
+powertools' BatchProcessor in the handler module keeps per-invocation state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from archive.filenames import decode_event_key
+from archive.local.events import LambdaContext, failed_message_ids, sqs_event
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message's trip through the handler, for progress bars and latency figures."""
+
+    message_id: str
+    keys: tuple[str, ...]  # decoded object keys the message carried (none for a test event)
+    receive_count: int
+    ok: bool
+    finished_at: float  # time.time() when the handler returned
+
+
+def keys_in_body(body: str) -> tuple[str, ...]:
+    """Object keys carried by an S3 notification body; empty for anything else (never raises)."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return ()
+    records = payload.get("Records") if isinstance(payload, dict) else None
+    keys = []
+    for record in records if isinstance(records, list) else []:
+        try:
+            keys.append(decode_event_key(record["s3"]["object"]["key"]))
+        except (KeyError, TypeError):
+            continue
+    return tuple(keys)
+
+
+def default_handler() -> Handler:
+    from handlers.ingest import handler
+
+    return handler
+
+
+class IngestWorker:
+    """Poll one queue and feed its messages to a Lambda handler until stopped."""
+
+    def __init__(
+        self,
+        sqs: Any,
+        queue_url: str,
+        handler: Handler,
+        *,
+        region: str,
+        batch_size: int = 10,
+        wait_seconds: int = 1,
+        retry_delay_seconds: int = 1,
+        on_delivery: Callable[[list[Delivery]], None] | None = None,
+        function_name: str = "photonranch-archive-ingest-local",
+    ) -> None:
+        if not 1 <= batch_size <= 10:
+            raise ValueError("SQS batches hold 1 to 10 messages")
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.handler = handler
+        self.region = region
+        self.batch_size = batch_size
+        self.wait_seconds = wait_seconds
+        self.retry_delay_seconds = retry_delay_seconds
+        self.on_delivery = on_delivery
+        self.function_name = function_name
+        self.queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.batches = 0
+
+    def poll_once(self) -> list[Delivery]:
+        """Receive one batch (waiting up to `wait_seconds`), run the handler, settle each message."""
+        received = self.sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=self.batch_size,
+            WaitTimeSeconds=self.wait_seconds,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not received:
+            return []
+        event = sqs_event(received, self.queue_arn, self.region)
+        context = LambdaContext(function_name=self.function_name)
+        try:
+            failed = failed_message_ids(self.handler(event, context))
+        except Exception:  # noqa: BLE001 - a crashing handler fails its whole batch, as in Lambda
+            logger.exception("ingest handler raised; the whole batch will be retried")
+            failed = {m["MessageId"] for m in received}
+        finished = time.time()
+        self.batches += 1
+        done = [m for m in received if m["MessageId"] not in failed]
+        retry = [m for m in received if m["MessageId"] in failed]
+        self._settle(done, retry)
+        deliveries = [
+            Delivery(
+                message_id=m["MessageId"],
+                keys=keys_in_body(m["Body"]),
+                receive_count=int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
+                ok=m["MessageId"] not in failed,
+                finished_at=finished,
+            )
+            for m in received
+        ]
+        if self.on_delivery is not None:
+            self.on_delivery(deliveries)
+        return deliveries
+
+    def _settle(self, done: list[dict[str, Any]], retry: list[dict[str, Any]]) -> None:
+        if done:
+            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)]
+            result = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            for failure in result.get("Failed", []):
+                logger.warning("could not delete a processed message: %s", failure)
+        if retry:
+            entries = [
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": self.retry_delay_seconds}
+                for i, m in enumerate(retry)
+            ]
+            self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
+
+    def run(self) -> None:
+        """Poll until `stop()`; an error talking to the queue is logged and retried after a pause."""
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:  # noqa: BLE001 - the worker outlives a hiccup of the local server
+                if self._stop.is_set():
+                    break
+                logger.exception("ingest worker: polling failed; retrying in 1 s")
+                self._stop.wait(1)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="ingest-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30) -> None:
+        """Finish the batch in hand (never abandon a half-processed batch), then return."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
