@@ -15,6 +15,8 @@ COMMAND_MODULES = (
     "archive.local.serve",
     "archive.simulate",
     "archive.local.demo",
+    "archive.reprocess",
+    "archive.status",
 )
 
 

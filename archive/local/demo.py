@@ -32,6 +32,7 @@ from archive.simulate import Exposure, SimulationResult, SiteRun, UploadRecord
 DEMO_SITES = ("tst", "mrc")
 EXPIRING_SITE = "tst"
 EXPIRY_SECONDS = 5
+FLAGS = ("fits_01_exists", "fits_10_exists", "jpg_medium_exists", "jpg_small_exists")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -45,9 +46,15 @@ class DeliveryLog:
         self._lock = threading.Lock()
         self._done: dict[str, float] = {}  # key -> first successful delivery time
         self.failures = 0
+        self.handler_seconds = 0.0  # time spent inside the handler, all batches
+        self.objects = 0  # objects the handler was given, retries included
 
     def add(self, deliveries: list[Delivery]) -> None:
+        """Called by the worker once per batch."""
         with self._lock:
+            if deliveries:
+                self.handler_seconds += deliveries[0].finished_at - deliveries[0].started_at
+                self.objects += sum(len(d.keys) for d in deliveries)
             for delivery in deliveries:
                 if not delivery.ok:
                     self.failures += 1
@@ -112,7 +119,7 @@ def check_rows(exposures: Sequence[Exposure], rows: Mapping[str, Mapping[str, An
         if row is None:
             problems.append(f"{exposure.base_filename}: no row")
             continue
-        missing = [f for f in ("fits_01_exists", "fits_10_exists", "jpg_medium_exists", "jpg_small_exists") if not row[f]]
+        missing = [flag for flag in FLAGS if not row[flag]]
         date_obs = dt.datetime.fromisoformat(exposure.header["DATE-OBS"])
         if missing:
             problems.append(f"{exposure.base_filename}: {', '.join(missing)} false")
@@ -128,7 +135,9 @@ def check_rows(exposures: Sequence[Exposure], rows: Mapping[str, Mapping[str, An
 def check_log(keys: Iterable[str], statuses: Mapping[str, set[str]]) -> Check:
     """Each key has an upload-log item with status `ingested`."""
     keys = sorted(keys)
-    problems = [f"{k}: {sorted(statuses.get(k, set())) or 'no item'}" for k in keys if "ingested" not in statuses.get(k, ())]
+    problems = [
+        f"{k}: {sorted(statuses.get(k, set())) or 'no item'}" for k in keys if "ingested" not in statuses.get(k, ())
+    ]
     return Check("upload log statuses", not problems, _summary(len(keys), problems, "items 'ingested'"))
 
 
@@ -162,6 +171,7 @@ class DemoReport:
     seconds_processing: float = 0.0  # first upload started -> last object processed
     latencies: list[float] = field(default_factory=list)
     retries: int = 0
+    handler_ms_per_object: float = 0.0
     contact_sheet: Path | None = None
     database: str = ""
 
@@ -180,6 +190,7 @@ class DemoReport:
             f"  objects processed   {self.processed} (uploads + thumbnails), {self.retries} failed deliveries",
             f"  throughput          {rate:.1f} files/s ({self.seconds_processing:.1f} s from first upload to last)",
         ]
+        lines.append(f"  handler time        {self.handler_ms_per_object:.0f} ms per object (one worker, batches ≤ 10)")
         if self.latencies:
             p50, p95 = percentile(self.latencies, 50) * 1000, percentile(self.latencies, 95) * 1000
             lines.append(
@@ -238,7 +249,8 @@ def drain_queue(queue_url: str) -> list[str]:
             return bodies
         bodies += [m["Body"] for m in messages]
         sqs.delete_message_batch(
-            QueueUrl=queue_url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
         )
 
 
@@ -278,14 +290,15 @@ def check_info_channel(site: str, channel: int, exposure: Exposure) -> Check:
     from archive.aws import client
     from archive.settings import get_settings
 
-    raw = client("dynamodb").get_item(TableName=get_settings().info_images_table, Key={"pk": {"S": f"{site}#{channel}"}})
+    pk = f"{site}#{channel}"
+    raw = client("dynamodb").get_item(TableName=get_settings().info_images_table, Key={"pk": {"S": pk}})
     item = {k: TypeDeserializer().deserialize(v) for k, v in raw.get("Item", {}).items()}
     wanted = {"base_filename": exposure.base_filename, "jpg_medium_exists": True, "jpg_small_exists": True,
               "fits_10_exists": True}
     wrong = [f"{k}={item.get(k)!r}" for k, v in wanted.items() if item.get(k) != v]
     if not isinstance(item.get("header"), dict) or item["header"].get("FILTER") != exposure.header["FILTER"]:
         wrong.append("header map missing")
-    detail = f"{site}#{channel} holds {exposure.base_filename}" if not wrong else f"{site}#{channel}: {', '.join(wrong)}"
+    detail = f"{pk}: {', '.join(wrong)}" if wrong else f"{pk} holds {exposure.base_filename}"
     return Check("info-image channel", not wrong, detail)
 
 
@@ -363,6 +376,7 @@ def run_demo(args: argparse.Namespace) -> DemoReport:
         done = log.done()
         report.processed = len(expected & done.keys())
         report.retries = log.failures
+        report.handler_ms_per_object = 1000 * log.handler_seconds / max(1, log.objects)
         finished = [done[k] for k in expected if k in done]
         report.seconds_processing = (max(finished) if finished else time.time()) - first_upload
         report.latencies = latencies(uploads, done)

@@ -43,10 +43,13 @@ def run(args: argparse.Namespace) -> int:
         max_receive_count=args.max_receive_count,
     )
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     stack = LocalStack(options)
     try:
         stack.start()
+        # Explicitly, not via KeyboardInterrupt: a shell starts background jobs with SIGINT ignored.
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
         print(usage(stack), flush=True)
         while not stop.wait(0.5):
             pass
@@ -58,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         print("stopping…", flush=True)
         stack.stop()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print("stopped")
     return 0
 

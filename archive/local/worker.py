@@ -40,6 +40,7 @@ class Delivery:
     keys: tuple[str, ...]  # decoded object keys the message carried (none for a test event)
     receive_count: int
     ok: bool
+    started_at: float  # time.time() when the handler was called with the message's batch
     finished_at: float  # time.time() when the handler returned
 
 
@@ -112,6 +113,7 @@ class IngestWorker:
             return []
         event = sqs_event(received, self.queue_arn, self.region)
         context = LambdaContext(function_name=self.function_name)
+        started = time.time()
         try:
             failed = failed_message_ids(self.handler(event, context))
         except Exception:  # noqa: BLE001 - a crashing handler fails its whole batch, as in Lambda
@@ -128,6 +130,7 @@ class IngestWorker:
                 keys=keys_in_body(m["Body"]),
                 receive_count=int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
                 ok=m["MessageId"] not in failed,
+                started_at=started,
                 finished_at=finished,
             )
             for m in received

@@ -1,0 +1,144 @@
+"""`python -m archive status`: what the archive has been doing, from the tables and queues.
+
+Counts of logged uploads per site and status (the `recent-uploads-log` table, so the last 48 hours by
+default), the most recent uploads with their reasons, the depth of the ingest queue, its dead-letter
+queue and the datastream queue, and the number of `images` rows per site when the database is
+reachable. Works against the local stack (its `.archive/local.env`) or any AWS account.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from archive.uploads_log import STATUSES
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A plain left-aligned text table (numbers right-aligned)."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    numeric = [all(row[i].isdigit() for row in cells[1:]) and len(cells) > 1 for i in range(len(headers))]
+
+    def line(row: Sequence[str]) -> str:
+        return "  ".join(c.rjust(w) if n else c.ljust(w) for c, w, n in zip(row, widths, numeric, strict=True))
+
+    return "\n".join([line(cells[0]), line(["-" * w for w in widths]), *(line(r) for r in cells[1:])]).rstrip()
+
+
+def counts_by_site(items: Iterable[Mapping[str, Any]]) -> dict[str, Counter[str]]:
+    """site → Counter of status over upload-log items (plain values)."""
+    out: dict[str, Counter[str]] = {}
+    for item in items:
+        out.setdefault(str(item.get("site")), Counter())[str(item.get("status"))] += 1
+    return out
+
+
+def status_table(counts: Mapping[str, Counter[str]]) -> str:
+    statuses = list(STATUSES) + sorted({s for c in counts.values() for s in c} - set(STATUSES))
+    rows = [[site, *(counts[site][s] for s in statuses), sum(counts[site].values())] for site in sorted(counts)]
+    return format_table(["site", *statuses, "total"], rows)
+
+
+def recent(items: Iterable[Mapping[str, Any]], limit: int) -> list[Mapping[str, Any]]:
+    """The newest `limit` items, newest first (upload_id sorts by upload time)."""
+    return sorted(items, key=lambda i: (int(i.get("upload_timestamp_s", 0)), str(i.get("upload_id", ""))))[::-1][
+        :limit
+    ]
+
+
+def scan_uploads_log() -> list[dict[str, Any]]:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    from archive.aws import client
+    from archive.settings import get_settings
+
+    deserialize = TypeDeserializer().deserialize
+    items = []
+    for page in client("dynamodb").get_paginator("scan").paginate(TableName=get_settings().uploads_log_table):
+        items += [{k: deserialize(v) for k, v in item.items()} for item in page.get("Items", [])]
+    return items
+
+
+def queue_depths() -> list[tuple[str, str, str, str]]:
+    from archive.aws import client
+    from archive.settings import get_settings
+
+    settings = get_settings()
+    sqs = client("sqs")
+    names = [settings.ingest_queue_name, f"{settings.ingest_queue_name}-dlq", settings.datastream_queue_name]
+    rows = []
+    for name in names:
+        try:
+            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+            attrs = sqs.get_queue_attributes(
+                QueueUrl=url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )["Attributes"]
+        except Exception as exc:  # noqa: BLE001 - one missing queue must not hide the others
+            rows.append((name, "-", "-", type(exc).__name__))
+            continue
+        rows.append(
+            (name, attrs["ApproximateNumberOfMessages"], attrs["ApproximateNumberOfMessagesNotVisible"], "")
+        )
+    return rows
+
+
+def image_rows_per_site() -> str:
+    if not (os.environ.get("DATABASE_URL") or os.environ.get("DATABASE_URL_SSM_PARAM")):
+        return "images: no DATABASE_URL; skipped"
+    try:
+        from sqlalchemy import func, select
+
+        import db
+
+        with db.get_engine().connect() as conn:
+            rows = conn.execute(
+                select(db.images.c.site, func.count(), func.max(db.images.c.capture_date))
+                .group_by(db.images.c.site)
+                .order_by(db.images.c.site)
+            ).all()
+    except Exception as exc:  # noqa: BLE001 - status reports what it cannot reach and goes on
+        return f"images: database unavailable ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+    return format_table(["site", "rows", "latest capture"], [(s, n, latest) for s, n, latest in rows])
+
+
+def run(args: argparse.Namespace) -> int:
+    from archive.local.target import load_target
+
+    print(load_target(args.env_file))
+    items = scan_uploads_log()
+    print(f"\nUploads logged ({len(items)} items)")
+    print(status_table(counts_by_site(items)) if items else "  none")
+    if items and args.last:
+        print(f"\nLast {min(args.last, len(items))} uploads")
+        rows = [
+            (
+                dt.datetime.fromtimestamp(int(i["upload_timestamp_s"]), dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                i.get("status", ""),
+                i.get("filename", ""),
+                str(i.get("reason", ""))[:60],
+            )
+            for i in recent(items, args.last)
+        ]
+        print(format_table(["uploaded (UTC)", "status", "key", "reason"], rows))
+    print("\nQueues")
+    print(format_table(["queue", "waiting", "in flight", "error"], queue_depths()))
+    print()
+    print(image_rows_per_site())
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from archive.local.target import add_env_file_argument
+
+    parser = subparsers.add_parser(
+        "status", help="uploads per site and status, the last uploads, queue depths", description=__doc__
+    )
+    parser.add_argument("--last", type=int, default=10, help="how many recent uploads to list (default: 10)")
+    add_env_file_argument(parser)
+    parser.set_defaults(func=run)
