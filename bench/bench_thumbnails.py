@@ -9,6 +9,7 @@ The verdicts are printed, never raised: timings depend on the machine.
 from __future__ import annotations
 
 import io
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -86,14 +87,18 @@ def pyvips_thumbnail() -> Callable[[bytes], bytes] | None:
     return run
 
 
-def median_ms(func: Callable[[bytes], bytes], data: bytes) -> float:
-    func(data)  # warm up: imports, caches, allocator
-    times = []
+def median_ms(funcs: dict[str, Callable[[bytes], bytes]], data: bytes) -> dict[str, float]:
+    """Median milliseconds per function. Runs are interleaved so that a burst of load from elsewhere
+    on the machine hits every contender alike and the ratios stay fair."""
+    for func in funcs.values():
+        func(data)  # warm up: imports, caches, allocator
+    times: dict[str, list[float]] = {name: [] for name in funcs}
     for _ in range(REPEATS):
-        start = time.perf_counter()
-        func(data)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+        for name, func in funcs.items():
+            start = time.perf_counter()
+            func(data)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(runs) * 1000 for name, runs in times.items()}
 
 
 def pixels(data_or_image: bytes | Image.Image) -> np.ndarray:
@@ -113,7 +118,11 @@ def verdict(ok: bool) -> str:
 
 def main() -> None:
     vips = pyvips_thumbnail()
-    print(f"height {HEIGHT} px, quality {QUALITY}, median of {REPEATS} runs; MAD in 8-bit levels")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"height {HEIGHT} px, quality {QUALITY}, median of {REPEATS} interleaved runs, "
+        f"{os.cpu_count()} CPUs, load average {load:.1f}; MAD in 8-bit levels"
+    )
     header = (
         f"{'image':<16}{'ours ms':>9}{'naive ms':>10}{'pyvips ms':>11}{'naive/ours':>12}{'ours/pyvips speed':>19}"
         f"{'MAD ours':>10}{'floor':>8}{'MAD vips':>10}"
@@ -123,8 +132,8 @@ def main() -> None:
     verdicts = []
     for label, width, height, mode in CASES:
         data = sky_jpeg(width, height, mode)
-        t_ours, t_naive = median_ms(ours, data), median_ms(naive, data)
-        t_vips = median_ms(vips, data) if vips else float("nan")
+        timed = median_ms({"ours": ours, "naive": naive, **({"pyvips": vips} if vips else {})}, data)
+        t_ours, t_naive, t_vips = timed["ours"], timed["naive"], timed.get("pyvips", float("nan"))
         reference = naive_resized(data)
         naive_out = pixels(encode(reference))
         floor = mad(pixels(reference), naive_out)
