@@ -115,7 +115,8 @@ def astropy_headers(draw: st.DrawFn) -> str:
     for _ in range(draw(st.integers(1, 25))):
         kind = draw(st.sampled_from(["standard", "standard", "pooled", "hierarch", "commentary", "blank"]))
         if kind == "commentary":
-            header.append(fits.Card(draw(st.sampled_from(["COMMENT", "HISTORY"])), draw(st.text(PRINTABLE, max_size=90))))
+            keyword = draw(st.sampled_from(["COMMENT", "HISTORY"]))
+            header.append(fits.Card(keyword, draw(st.text(PRINTABLE, max_size=90))))
             continue
         if kind == "blank":
             header.append(fits.Card("", draw(st.text(PRINTABLE, max_size=20))))
