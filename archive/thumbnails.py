@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -81,7 +82,9 @@ def _open_jpeg(data: bytes) -> Image.Image:
     # The JPEG plugin directly, not Image.open: its errors keep their reason ("cannot handle 12-bit
     # layers"), and our own pixel limit below is the only one applied.
     try:
-        return JpegImagePlugin.JpegImageFile(io.BytesIO(data))
+        with warnings.catch_warnings():  # broken EXIF (read here for DPI) warns per tag; it is dropped anyway
+            warnings.simplefilter("ignore")
+            return JpegImagePlugin.JpegImageFile(io.BytesIO(data))
     except (SyntaxError, OSError, ValueError, IndexError) as exc:  # struct errors surface as these
         raise ThumbnailError(FAILED, f"unreadable JPEG header: {exc or type(exc).__name__}") from exc
 
@@ -89,7 +92,9 @@ def _open_jpeg(data: bytes) -> Image.Image:
 def _orientation(image: Image.Image) -> int:
     """The EXIF orientation (1–8), 1 when absent or unreadable: bad metadata is not worth a failure."""
     try:
-        value = image.getexif().get(ORIENTATION_TAG, 1)
+        with warnings.catch_warnings():  # Pillow warns about each broken tag; we ignore them all
+            warnings.simplefilter("ignore")
+            value = image.getexif().get(ORIENTATION_TAG, 1)
     except Exception:  # noqa: BLE001 - malformed EXIF is ignored; the output carries none anyway
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1

@@ -10,6 +10,8 @@ import sys
 import numpy as np
 import pytest
 from botocore.exceptions import ClientError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from archive import aws
@@ -100,6 +102,16 @@ def test_thumbnail_stays_close_to_a_full_decode_lanczos_resize():
 # Orientation, modes, metadata
 
 
+ORIENTATION, MAKE = 0x0112, 0x010F
+
+
+def exif_bytes(tags: dict[int, object]) -> bytes:
+    exif = Image.Exif()
+    for tag, value in tags.items():
+        exif[tag] = value
+    return exif.tobytes()
+
+
 def marked_image(width: int, height: int) -> Image.Image:
     """Black, with a white block in the stored top-left corner, to see where rotation puts it."""
     image = Image.new("L", (width, height), 0)
@@ -130,9 +142,7 @@ def bright_corner(image: Image.Image) -> str:
     ],
 )
 def test_exif_orientation_is_applied_to_size_and_pixels(orientation, size, corner):
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    data = jpeg(marked_image(600, 400), exif=exif.tobytes())
+    data = jpeg(marked_image(600, 400), exif=exif_bytes({ORIENTATION: orientation}))
     thumbnail = opened(make_thumbnail(data))
     assert thumbnail.size == size
     assert bright_corner(thumbnail) == corner
@@ -141,11 +151,9 @@ def test_exif_orientation_is_applied_to_size_and_pixels(orientation, size, corne
 def test_output_carries_no_metadata():
     from PIL import ImageCms
 
-    exif = Image.Exif()
-    exif[0x0112] = 1
-    exif[0x010F] = "SecretCameraMaker"
+    exif = exif_bytes({ORIENTATION: 1, MAKE: "SecretCameraMaker"})
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-    data = jpeg(Image.new("RGB", (400, 300), (10, 20, 30)), exif=exif.tobytes(), icc_profile=icc, comment=b"site note")
+    data = jpeg(Image.new("RGB", (400, 300), (10, 20, 30)), exif=exif, icc_profile=icc, comment=b"site note")
     source = Image.open(io.BytesIO(data))
     assert {"exif", "icc_profile", "comment"} <= source.info.keys()  # the input really has them
 
@@ -220,6 +228,30 @@ def test_truncated_jpeg_fails():
 def test_jpeg_cut_inside_its_header_fails():
     error = failure(noise_jpeg(64, 64)[:40])
     assert error.status == "failed" and "header" in error.reason
+
+
+# Progressive, with EXIF: the most parsing paths a damaged file can break.
+EXIF_PROGRESSIVE = jpeg(
+    Image.open(io.BytesIO(noise_jpeg(120, 80))), progressive=True, exif=exif_bytes({ORIENTATION: 6, MAKE: "x"})
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    cut=st.integers(min_value=0, max_value=len(EXIF_PROGRESSIVE)),
+    changes=st.lists(st.tuples(st.integers(0, len(EXIF_PROGRESSIVE) - 1), st.integers(0, 255)), max_size=4),
+)
+def test_damaged_jpeg_gives_a_thumbnail_or_a_thumbnail_error_never_anything_else(cut, changes):
+    """Any other exception would be taken for a transient fault and the event retried forever."""
+    damaged = bytearray(EXIF_PROGRESSIVE)
+    for position, value in changes:
+        damaged[position] = value
+    try:
+        out = make_thumbnail(bytes(damaged[:cut]))
+    except ThumbnailError as error:
+        assert error.status in ("failed", "rejected") and error.reason
+    else:
+        assert opened(out).height <= 128
 
 
 def test_png_renamed_jpg_is_rejected():
