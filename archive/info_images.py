@@ -50,7 +50,8 @@ def channel_of(metadata: Mapping[str, Any] | None, base_filename: str) -> int | 
 def file_fields(name: ParsedName, key: str, header: Mapping[str, str] | None) -> dict[str, Any]:
     """What this one file contributes to its channel item; empty for a file with no field."""
     if name.ext == "txt":
-        return {"header": dict(header or {})}
+        # DynamoDB refuses empty map keys (moto does not); a blank keyword has nothing to show anyway.
+        return {"header": {k: v for k, v in (header or {}).items() if k}}
     if name.ext == "jpg" and name.reduction in ("10", "13"):
         return {"jpg_10_file_path": key, "jpg_medium_exists": True}
     if name.ext == "jpg" and name.reduction == "11":

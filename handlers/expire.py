@@ -50,18 +50,12 @@ def _expire(record: dict[str, Any]) -> None:
         )
         return
     try:
-        result = expire_exposure(directory, pk)
+        expire_exposure(directory, pk)  # logs what it deleted
     except FilenameError as exc:
         logger.error(
             "invalid expiry record; nothing deleted",
             extra={"base_filename": pk, "s3_directory": directory, "reason": exc.reason},
         )
-        return
-    logger.info(
-        "exposure expired",
-        extra={"base_filename": pk, "s3_directory": directory, "objects_deleted": result.objects_deleted,
-               "rows_deleted": result.rows_deleted},
-    )
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
