@@ -43,13 +43,19 @@ def run(args: argparse.Namespace) -> int:
         max_receive_count=args.max_receive_count,
     )
     stop = threading.Event()
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    started = threading.Event()
+
+    def on_signal(*_: object) -> None:
+        stop.set()
+        if not started.is_set():
+            raise KeyboardInterrupt  # interrupt a slow start (PostgreSQL, imports) as Ctrl-C always does
+
+    # Installed explicitly: a shell starts background jobs with SIGINT ignored, and SIGTERM must stop too.
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     stack = LocalStack(options)
     try:
         stack.start()
-        # Explicitly, not via KeyboardInterrupt: a shell starts background jobs with SIGINT ignored.
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        started.set()
         print(usage(stack), flush=True)
         while not stop.wait(0.5):
             pass
@@ -59,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        started.set()  # a second signal while stopping must not interrupt the clean-up
         print("stopping…", flush=True)
         stack.stop()
         for sig, handler in previous.items():

@@ -53,6 +53,7 @@ class StackOptions:
     ingest_handler: Handler | None = None  # default: handlers.ingest.handler
     expire_handler: StreamHandler | None = None  # default: handlers.expire.handler
     on_delivery: Callable[[list[Delivery]], None] | None = None
+    run_worker: bool = True  # False: the queue fills and a caller drives `stack.worker.poll_once()`
     write_env_file: bool = True
     notice: Callable[[str], None] = print
 
@@ -113,15 +114,21 @@ def _ensure_postgres_database(server_url: str, name: str, fresh: bool) -> None:
         engine.dispose()
 
 
-def open_database(options: StackOptions, env_url: str | None) -> _Database:
-    """DATABASE_URL if given; else the embedded PostgreSQL cluster; else a SQLite file."""
+def open_database(
+    options: StackOptions, env_url: str | None, postgres: Callable[..., Any] | None = None
+) -> _Database:
+    """DATABASE_URL if given; else the embedded PostgreSQL cluster; else a SQLite file.
+
+    `postgres` builds the cluster (default LocalPostgres); it raises PostgresUnavailable when this
+    machine has no PostgreSQL server binaries.
+    """
     if env_url:
         return _Database(env_url, "DATABASE_URL from the environment")
     from archive.local.postgres import LocalPostgres, PostgresUnavailable
 
     state_dir = options.state_dir.resolve()
     try:
-        cluster = LocalPostgres(state_dir / "pg", durable=True)
+        cluster = (postgres or LocalPostgres)(state_dir / "pg", durable=True)
         was_running = cluster.initialized() and cluster.running()
         server_url = cluster.start()
     except PostgresUnavailable as exc:
@@ -226,10 +233,10 @@ class LocalStack:
         db.migrate(self.database.url)
         self._exit.callback(db.dispose_engines)
         self.env = self._public_env()
-        if opts.write_env_file:
+        self._start_threads()
+        if opts.write_env_file:  # last: its existence tells other programs the stack is ready
             self.env_file.write_text(format_env_file(self.env))
             self._exit.callback(self._remove_env_file)
-        self._start_threads()
 
     def _start_moto(self) -> None:
         from moto.server import ThreadedMotoServer
@@ -332,8 +339,9 @@ class LocalStack:
         self.sweeper = TtlSweeper(
             ddb, tables, {settings.expiration_table: expire}, region=settings.region, interval=opts.sweep_interval
         )
-        self.worker.start()
-        self._exit.callback(self.worker.stop)
+        if opts.run_worker:
+            self.worker.start()
+            self._exit.callback(self.worker.stop)
         self.sweeper.start()
         self._exit.callback(self.sweeper.stop)
 

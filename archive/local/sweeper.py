@@ -115,9 +115,11 @@ class TtlSweeper:
         items: list[dict[str, Any]] = []
         for page in paginator.paginate(
             TableName=table.name,
-            FilterExpression="#ttl < :now",
+            # The type test first: DynamoDB ignores TTL attributes that are not Numbers (and moto
+            # raises comparing a String with a Number).
+            FilterExpression="attribute_type(#ttl, :number) AND #ttl < :now",
             ExpressionAttributeNames={"#ttl": table.ttl_attribute},
-            ExpressionAttributeValues={":now": {"N": str(now)}},
+            ExpressionAttributeValues={":now": {"N": str(now)}, ":number": {"S": "N"}},
         ):
             items.extend(page.get("Items", []))
         return [item for item in items if is_expired(ttl_value(item, table.ttl_attribute), now)]
