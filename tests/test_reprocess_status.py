@@ -1,0 +1,119 @@
+"""`reprocess` rebuilds the archive from the bucket, idempotently; `status` reports what happened."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+import db
+from archive import aws
+from archive.reprocess import StoredObject, list_objects, parse_since, replay_through_handler, selected
+from archive.settings import get_settings
+from archive.simulate import make_exposure, render_files
+from archive.status import counts_by_site, format_table, queue_depths, recent, status_table
+
+UTC = dt.UTC
+
+
+def obj(key: str, day: int = 5) -> StoredObject:
+    return StoredObject(key, 10, dt.datetime(2026, 1, day, tzinfo=UTC), '"etag"')
+
+
+def test_selection_filters_by_site_and_upload_date_and_puts_headers_first():
+    objects = [
+        obj("data/tst-cam-20260101-00000001-EX10.jpg"),
+        obj("data/tst-cam-20260101-00000001-EX00.txt"),
+        obj("data/abc-cam-20260101-00000001-EX00.txt"),
+        obj("data/tst-cam-20251231-00000009-EX00.txt", day=1),
+    ]
+
+    chosen = selected(objects, site="tst", since=parse_since("2026-01-02"))
+
+    assert [o.key for o in chosen] == [
+        "data/tst-cam-20260101-00000001-EX00.txt",
+        "data/tst-cam-20260101-00000001-EX10.jpg",
+    ]
+
+
+def test_since_must_be_a_date():
+    assert parse_since("2026-02-03") == dt.datetime(2026, 2, 3, tzinfo=UTC)
+    with pytest.raises(Exception, match="YYYY-MM-DD"):
+        parse_since("yesterday")
+
+
+def upload_exposures(count: int) -> list[str]:
+    s3, bucket = aws.client("s3"), get_settings().bucket
+    bases = []
+    for counter in range(1, count + 1):
+        exposure = make_exposure(s3_directory="data", site="rep", instrument="kb001ms", night="20260101",
+                                 counter=counter, data_type="EX", moment=dt.datetime(2026, 1, 1, 4, counter),
+                                 rng=np.random.default_rng(counter))
+        for file in render_files(exposure, "jhf"):
+            s3.put_object(Bucket=bucket, Key=file.key, Body=file.body)
+        bases.append(exposure.base_filename)
+    return bases
+
+
+def snapshot() -> list[tuple]:
+    columns = [c for c in db.images.c if c.name != "image_id"]
+    with db.get_engine().connect() as conn:
+        return [tuple(r) for r in conn.execute(select(*columns).order_by(db.images.c.base_filename))]
+
+
+def test_reprocessing_the_bucket_rebuilds_the_rows_and_a_second_run_changes_nothing(aws_stack, database):
+    bases = upload_exposures(3)  # in-process moto: no notification, so the database starts empty
+    settings = get_settings()
+    objects = selected(list_objects(settings.bucket, "data/"), site="rep")
+
+    first = replay_through_handler(objects, settings.bucket, settings.region, progress=False)
+    rebuilt = snapshot()
+    second = replay_through_handler(objects, settings.bucket, settings.region, progress=False)
+
+    assert first == second == Counter({"ingested": 9})
+    assert [row[0] for row in rebuilt] == bases
+    assert snapshot() == rebuilt
+    # f sets fits_10, j sets jpg_medium and makes the thumbnail (jpg_small); no large FITS was uploaded.
+    assert {row[-4:] for row in rebuilt} == {(False, True, True, True)}
+    with db.get_engine().connect() as conn:
+        dates = conn.execute(select(db.images.c.capture_date).order_by(db.images.c.base_filename)).scalars().all()
+    assert dates == [dt.datetime(2026, 1, 1, 4, n) for n in (1, 2, 3)], "dated by the headers, not the replay"
+
+
+def test_status_counts_uploads_per_site_and_status():
+    items = [
+        {"site": "tst", "status": "ingested"},
+        {"site": "tst", "status": "ingested"},
+        {"site": "tst", "status": "rejected"},
+        {"site": "unknown_site", "status": "rejected"},
+    ]
+
+    table = status_table(counts_by_site(items)).splitlines()
+
+    assert table[0].split() == ["site", "ingested", "ignored", "rejected", "failed", "total"]
+    assert table[2].split() == ["tst", "2", "0", "1", "0", "3"]
+    assert table[3].split() == ["unknown_site", "0", "0", "1", "0", "1"]
+
+
+def test_recent_lists_the_newest_uploads_first():
+    items = [{"upload_timestamp_s": t, "upload_id": f"{t}#x", "filename": str(t)} for t in (5, 9, 1, 7)]
+    assert [i["filename"] for i in recent(items, 2)] == ["9", "7"]
+
+
+def test_format_table_aligns_columns():
+    lines = format_table(["name", "n"], [("a", 10), ("bbb", 2)]).splitlines()
+    assert lines == ["name   n", "----  --", "a     10", "bbb    2"]
+
+
+def test_queue_depths_list_the_ingest_queue_its_dlq_and_the_datastream_queue(aws_stack):
+    sqs = aws.client("sqs")
+    sqs.send_message(QueueUrl=aws_stack.ingest_dlq_url, MessageBody="{}")
+
+    depths = {name: waiting for name, waiting, _, _ in queue_depths()}
+
+    settings = get_settings()
+    assert depths == {settings.ingest_queue_name: "0", f"{settings.ingest_queue_name}-dlq": "1",
+                      settings.datastream_queue_name: "0"}
