@@ -13,12 +13,19 @@ from archive.settings import get_settings
 
 
 @cache
-def _client(service: str, region: str, endpoint_url: str | None) -> Any:
+def _session() -> Any:
+    # One session for every client: each new session loads botocore's endpoint data again (~50 ms).
     import boto3  # deferred: the cold start of paths that never touch AWS stays cheap
+
+    return boto3.session.Session()
+
+
+@cache
+def _client(service: str, region: str, endpoint_url: str | None) -> Any:
     from botocore.config import Config
 
     config = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5, read_timeout=30)
-    return boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint_url, config=config)
+    return _session().client(service, region_name=region, endpoint_url=endpoint_url, config=config)
 
 
 def client(service: str) -> Any:
@@ -30,6 +37,7 @@ def client(service: str) -> Any:
 def clear_clients() -> None:
     """Forget cached clients (tests switch endpoints and credentials)."""
     _client.cache_clear()
+    _session.cache_clear()
 
 
 def is_throttling(exc: BaseException) -> bool:
