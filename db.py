@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     case,
     create_engine,
     func,
@@ -150,16 +154,92 @@ def migrate(url: str | None = None) -> None:
     command.upgrade(cfg, "head")
 
 
-def _insert(conn: Connection):  # noqa: ANN202 - dialect-specific Insert
-    if conn.dialect.name == "postgresql":
+@dataclass
+class _BatchScope:
+    connection: Connection | None = None
+
+
+_batch: ContextVar[_BatchScope | None] = ContextVar("archive_db_batch", default=None)
+
+
+@contextmanager
+def batch_scope() -> Iterator[None]:
+    """Share one pooled connection among the transactions of a batch.
+
+    One checkout (and one liveness ping) per invocation instead of one per statement; each file
+    still commits in its own transaction. A connection broken mid-batch is replaced on next use.
+    """
+    if _batch.get() is not None:
+        yield
+        return
+    scope = _BatchScope()
+    token = _batch.set(scope)
+    try:
+        yield
+    finally:
+        _batch.reset(token)
+        if scope.connection is not None:
+            scope.connection.close()
+
+
+@contextmanager
+def transaction() -> Iterator[Connection]:
+    """A committed-on-success transaction, on the batch's connection when inside `batch_scope`."""
+    scope = _batch.get()
+    if scope is None:
+        with get_engine().begin() as conn:
+            yield conn
+        return
+    if scope.connection is None or scope.connection.closed or scope.connection.invalidated:
+        if scope.connection is not None:
+            scope.connection.close()
+            scope.connection = None
+        scope.connection = get_engine().connect()
+    with scope.connection.begin():
+        yield scope.connection
+
+
+def _insert_for(dialect: str):  # noqa: ANN202 - dialect-specific Insert
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
     return insert(images)
 
 
-def _earliest(conn: Connection, a: Any, b: Any) -> Any:
-    return func.least(a, b) if conn.dialect.name == "postgresql" else func.min(a, b)
+def _earliest(dialect: str, a: Any, b: Any) -> Any:
+    return func.least(a, b) if dialect == "postgresql" else func.min(a, b)
+
+
+_ROW_IDENTITY = ("base_filename", "site", "data_type", "capture_date", "sort_date")
+
+
+@cache
+def _header_upsert(dialect: str, dated: bool, only_if_missing: bool) -> Any:
+    """The header upsert, built once per variant; values are bound parameters at execution."""
+    names = (*_ROW_IDENTITY, "header", *HEADER_COLUMNS)
+    stmt = _insert_for(dialect).values({name: bindparam(name) for name in names})
+    ex = stmt.excluded
+    new_date = ex.capture_date if dated else _earliest(dialect, images.c.capture_date, ex.capture_date)
+    update = {name: ex[name] for name in ("site", "data_type", "header", *HEADER_COLUMNS)}
+    update.update(capture_date=new_date, sort_date=new_date)
+    return stmt.on_conflict_do_update(
+        index_elements=[images.c.base_filename],
+        set_=update,
+        where=images.c.header.is_(None) if only_if_missing else None,
+    )
+
+
+@cache
+def _flag_upsert(dialect: str, flag: str) -> Any:
+    stmt = _insert_for(dialect).values({name: bindparam(name) for name in _ROW_IDENTITY}).values({flag: True})
+    ex = stmt.excluded
+    dated_by_header = images.c.header.like(_DATE_OBS_MARK)
+    keep_or_earliest = {
+        col: case((dated_by_header, images.c[col]), else_=_earliest(dialect, images.c[col], ex[col]))
+        for col in ("capture_date", "sort_date")
+    }
+    return stmt.on_conflict_do_update(index_elements=[images.c.base_filename], set_={flag: True, **keep_or_earliest})
 
 
 def upsert_header(
@@ -179,30 +259,18 @@ def upsert_header(
     `only_if_missing` is for a header read out of a FITS file: it never replaces a header that a
     `.txt` (or an earlier FITS) already wrote. Returns whether a row was written.
     """
-    values = {name: columns.get(name) for name in HEADER_COLUMNS}
     date = capture_date or upload_time
-    stmt = _insert(conn).values(
+    params = {name: columns.get(name) for name in HEADER_COLUMNS}
+    params.update(
         base_filename=base_filename,
         site=site,
         data_type=data_type,
         capture_date=date,
         sort_date=date,
         header=header_json(header),
-        **values,
     )
-    ex = stmt.excluded
-    if capture_date is not None:
-        new_date = ex.capture_date
-    else:
-        new_date = _earliest(conn, images.c.capture_date, ex.capture_date)
-    update = {name: ex[name] for name in HEADER_COLUMNS}
-    update.update(site=ex.site, data_type=ex.data_type, header=ex.header, capture_date=new_date, sort_date=new_date)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[images.c.base_filename],
-        set_=update,
-        where=images.c.header.is_(None) if only_if_missing else None,
-    )
-    return conn.execute(stmt).rowcount > 0
+    stmt = _header_upsert(conn.dialect.name, capture_date is not None, only_if_missing)
+    return conn.execute(stmt, params).rowcount > 0
 
 
 def mark_file(
@@ -217,27 +285,10 @@ def mark_file(
     """Set one file-existence flag, creating the row (dated by the upload) if absent."""
     if flag not in FLAGS:
         raise ValueError(f"unknown flag {flag!r}")
-    stmt = _insert(conn).values(
-        base_filename=base_filename,
-        site=site,
-        data_type=data_type,
-        capture_date=upload_time,
-        sort_date=upload_time,
-        **{flag: True},
+    params = dict(
+        base_filename=base_filename, site=site, data_type=data_type, capture_date=upload_time, sort_date=upload_time
     )
-    ex = stmt.excluded
-    dated_by_header = images.c.header.like(_DATE_OBS_MARK)
-    new_date = case(
-        (dated_by_header, images.c.capture_date), else_=_earliest(conn, images.c.capture_date, ex.capture_date)
-    )
-    new_sort = case(
-        (dated_by_header, images.c.sort_date), else_=_earliest(conn, images.c.sort_date, ex.sort_date)
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[images.c.base_filename],
-        set_={flag: True, "capture_date": new_date, "sort_date": new_sort},
-    )
-    conn.execute(stmt)
+    conn.execute(_flag_upsert(conn.dialect.name, flag), params)
 
 
 def has_header(conn: Connection, base_filename: str) -> bool:

@@ -195,7 +195,7 @@ def ingest_data_file(upload: Upload, parsed: ParsedKey) -> Outcome:
     notification = Notification(parsed.s3_directory, base, name.site)
 
     def mark(*flags: str) -> None:
-        with db.get_engine().begin() as conn:
+        with db.transaction() as conn:
             for flag in flags:
                 db.mark_file(
                     conn,
@@ -208,14 +208,14 @@ def ingest_data_file(upload: Upload, parsed: ParsedKey) -> Outcome:
 
     if name.ext == "txt":
         header = fetch_text_header(upload.bucket, upload.key)  # a HeaderError leaves the row untouched
-        with db.get_engine().begin() as conn:
+        with db.transaction() as conn:
             _store_header(conn, name, header, upload, only_if_missing=False)
         return Outcome(upload, INGESTED, f"header with {len(header)} keywords", name.site, notification)
 
     if name.is_fits and name.reduction in FITS_FLAGS:
         flag = FITS_FLAGS[name.reduction]
         mark(flag)
-        with db.get_engine().connect() as conn:
+        with db.transaction() as conn:
             needs_header = not db.has_header(conn, base)
         if not needs_header:
             return Outcome(upload, INGESTED, flag, name.site, notification)
@@ -229,7 +229,7 @@ def ingest_data_file(upload: Upload, parsed: ParsedKey) -> Outcome:
                 raise
             # The flag is set; only the header is missing. Report why, keep the flag.
             return Outcome(upload, FAILED, f"{flag} set; {permanent.reason}", name.site, notification)
-        with db.get_engine().begin() as conn:
+        with db.transaction() as conn:
             wrote = _store_header(conn, name, header, upload, only_if_missing=True)
         reason = f"{flag}; header read from the FITS file" if wrote else flag
         return Outcome(upload, INGESTED, reason, name.site, notification)

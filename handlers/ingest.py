@@ -16,6 +16,7 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+import db
 from archive import datastream
 from archive.ingest import Outcome, RetryableError, ingest_upload
 from archive.settings import get_settings
@@ -50,7 +51,7 @@ def handle_sqs(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # A processor per invocation: it holds the batch's state, and the local stack's worker threads
     # may invoke the handler concurrently in one process.
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    with processor(records=event["Records"], handler=_record_handler, lambda_context=context):
+    with db.batch_scope(), processor(records=event["Records"], handler=_record_handler, lambda_context=context):
         results = processor.process()
     outcomes = [o for status, result, _ in results if status == "success" for o in (result or [])]
     _notify(outcomes)
@@ -64,11 +65,12 @@ def handle_direct(event: dict[str, Any]) -> dict[str, Any]:
     uploads = uploads_in(event)
     outcomes: list[Outcome] = []
     retry: list[str] = []
-    for upload in uploads:
-        try:
-            outcomes.append(ingest_upload(upload))
-        except RetryableError as exc:
-            retry.append(f"{upload.key}: {exc.reason}")
+    with db.batch_scope():
+        for upload in uploads:
+            try:
+                outcomes.append(ingest_upload(upload))
+            except RetryableError as exc:
+                retry.append(f"{upload.key}: {exc.reason}")
     _notify(outcomes)
     if retry:
         raise RuntimeError(f"{len(retry)} of {len(uploads)} uploads need a retry: " + "; ".join(retry))
