@@ -52,7 +52,11 @@ def as_number(text: str) -> int | float:
 
 def assert_matches_astropy(text: str, ours: Header) -> int:
     """Every keyword astropy reads from `text` has the same value in `ours`; returns how many."""
-    theirs = fits.Header.fromstring(text)
+    return assert_same_as(fits.Header.fromstring(text), ours)
+
+
+def assert_same_as(theirs: fits.Header, ours: Header) -> int:
+    """Every keyword of astropy's header has the same value in `ours`; returns how many."""
     checked = 0
     for key in dict.fromkeys(theirs.keys()):
         if key == "":
@@ -171,8 +175,10 @@ def hand_typed_card(draw: st.DrawFn) -> str:
                              st.text(PRINTABLE, max_size=20).map(lambda c: "/" + c)))
     if kind == "blank" and not comment:
         comment = " / nothing"
-    if kind == "string" and comment.startswith("/"):
-        comment = " " + comment  # a string's closing quote must be followed by a blank or `/`
+    if kind == "string":
+        comment = comment.replace("'", "")  # astropy misreads `'' / it's` (see the example test)
+        if comment.startswith("/"):
+            comment = " " + comment  # a string's closing quote must be followed by a blank or `/`
     card = f"{key:<8}= {' ' * draw(st.integers(0, 12))}{value}{comment}"
     return card
 
@@ -250,9 +256,10 @@ def test_a_doubled_quote_before_a_slash_stays_inside_the_string() -> None:
 
 def test_an_empty_string_ends_at_its_second_quote() -> None:
     # astropy 8 reads "' /" here (its regex wants at least one character before the closing quote)
-    header = parse_header(cards_text("NOTE    = '' / it's empty"))
+    header = parse_header(cards_text("NOTE    = '' / it's empty", "OTHER   = 'x' / it's not"))
     assert header["NOTE"] == ""
     assert header.comments["NOTE"] == "it's empty"
+    assert (header["OTHER"], header.comments["OTHER"]) == ("x", "it's not")
 
 
 def test_numbers_and_logicals_keep_their_text() -> None:
