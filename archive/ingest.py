@@ -146,7 +146,7 @@ def fetch_text_header(bucket: str, key: str) -> Mapping[str, str]:
     return parse_header(client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
-def _store_header(
+def store_header(
     conn: object,
     name: ParsedName,
     header: Mapping[str, str],
@@ -154,6 +154,7 @@ def _store_header(
     *,
     only_if_missing: bool,
 ) -> bool:
+    """Upsert a parsed header into the exposure's row (typed columns, JSON, capture date)."""
     import db
     from archive.headers import capture_date, header_columns
 
@@ -209,7 +210,7 @@ def ingest_data_file(upload: Upload, parsed: ParsedKey) -> Outcome:
     if name.ext == "txt":
         header = fetch_text_header(upload.bucket, upload.key)  # a HeaderError leaves the row untouched
         with db.transaction() as conn:
-            _store_header(conn, name, header, upload, only_if_missing=False)
+            store_header(conn, name, header, upload, only_if_missing=False)
         return Outcome(upload, INGESTED, f"header with {len(header)} keywords", name.site, notification)
 
     if name.is_fits and name.reduction in FITS_FLAGS:
@@ -230,7 +231,7 @@ def ingest_data_file(upload: Upload, parsed: ParsedKey) -> Outcome:
             # The flag is set; only the header is missing. Report why, keep the flag.
             return Outcome(upload, FAILED, f"{flag} set; {permanent.reason}", name.site, notification)
         with db.transaction() as conn:
-            wrote = _store_header(conn, name, header, upload, only_if_missing=True)
+            wrote = store_header(conn, name, header, upload, only_if_missing=True)
         reason = f"{flag}; header read from the FITS file" if wrote else flag
         return Outcome(upload, INGESTED, reason, name.site, notification)
 
@@ -251,12 +252,13 @@ def ingest_data_file(upload: Upload, parsed: ParsedKey) -> Outcome:
 
 def ingest_info_file(upload: Upload, parsed: ParsedKey) -> Outcome:
     """A file under `info-images/`: update its site's channel item (2.4); never the `images` table."""
-    from archive.info_images import apply_info_file
+    from archive.info_images import apply_info_file, file_fields, find_channel
 
     name = parsed.name
-    header = None
-    if name.ext == "txt":
-        header = fetch_text_header(upload.bucket, upload.key)
+    channel = find_channel(name.site, name.base_filename)  # NoChannel: rejected before any download
+    if name.ext != "txt" and not file_fields(name, upload.key, None):
+        return Outcome(upload, IGNORED, f"channel {channel} has no field for reduction {name.reduction}", name.site)
+    header = fetch_text_header(upload.bucket, upload.key) if name.ext == "txt" else None
     channel = apply_info_file(name, upload.key, header, upload.event_time)
     reason = f"channel {channel}"
     if name.ext == "jpg" and name.reduction in MEDIUM_JPG:
