@@ -82,7 +82,8 @@ def alt_az(ra_hours: float, dec_deg: float, latitude_deg: float, lst_hours: floa
     dec, lat = math.radians(dec_deg), math.radians(latitude_deg)
     sin_alt = math.sin(dec) * math.sin(lat) + math.cos(dec) * math.cos(lat) * math.cos(ha)
     alt = math.asin(max(-1.0, min(1.0, sin_alt)))
-    az = math.atan2(-math.cos(dec) * math.sin(ha), math.sin(dec) * math.cos(lat) - math.cos(dec) * math.sin(lat) * math.cos(ha))
+    north = math.sin(dec) * math.cos(lat) - math.cos(dec) * math.sin(lat) * math.cos(ha)
+    az = math.atan2(-math.cos(dec) * math.sin(ha), north)
     return math.degrees(alt), math.degrees(az) % 360
 
 

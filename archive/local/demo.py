@@ -390,7 +390,8 @@ def run_demo(args: argparse.Namespace) -> DemoReport:
         report.checks.append(check_log(expected, fetch_log_statuses()))
         medium = sorted(k for k in (u.key for u in uploads) if thumbnail_key(k))
         expiring = results["expiring"].exposures[0]
-        kept_medium = [k for k in medium if expiring.base_filename not in k]
+        expired_prefix = f"{expiring.s3_directory}/{expiring.base_filename}-"
+        kept_medium = [k for k in medium if not k.startswith(expired_prefix)]
         thumbs, found = check_thumbnails(kept_medium, get_settings().thumbnail_height_px)
         report.checks.append(thumbs)
         info = results["info"].exposures[0]

@@ -91,6 +91,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--fresh-database", action="store_true", help="empty the embedded database first (moto's state is always new)"
     )
     parser.add_argument(
-        "--max-receive-count", type=int, default=3, help="receives before a message goes to the DLQ (default: 3)"
+        "--max-receive-count", type=int, default=5, help="receives before the DLQ (default: 5, as deployed)"
     )
     parser.set_defaults(func=run)
