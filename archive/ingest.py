@@ -236,9 +236,10 @@ def ingest_data_file(upload: Upload, parsed: ParsedKey) -> Outcome:
         return Outcome(upload, INGESTED, reason, name.site, notification)
 
     if name.ext == "jpg" and name.reduction in MEDIUM_JPG:
-        mark("jpg_medium_exists")
+        # Thumbnail first: a medium that is gone or cannot be decoded sets no flag (and cannot
+        # bring back the row of an exposure that expired before a late redelivery).
         _make_thumbnail(upload, parsed)
-        mark("jpg_small_exists")
+        mark("jpg_medium_exists", "jpg_small_exists")
         return Outcome(upload, INGESTED, "jpg_medium_exists; thumbnail written", name.site, notification)
 
     if name.ext == "jpg" and name.reduction == SMALL_JPG:

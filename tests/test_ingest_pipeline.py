@@ -227,3 +227,12 @@ def test_direct_s3_event_raises_when_a_retry_is_needed(stack, settings_env):
     db.dispose_engines()
     with pytest.raises(RuntimeError, match="need a retry"):
         handler({"Records": [s3_record(bucket, key, size)]}, None)
+
+
+def test_late_event_for_a_deleted_medium_jpg_creates_no_row(stack):
+    _, bucket = stack
+    key = f"data/{samples.BASE}-EX10.jpg"  # never uploaded (or already expired and deleted)
+    assert deliver(bucket, (key, 1000)) == {"batchItemFailures": []}
+    assert row(samples.BASE) is None
+    (item,) = [i for i in log_items() if i["filename"] == key]
+    assert item["status"] == "failed" and "no longer exists" in item["reason"]
