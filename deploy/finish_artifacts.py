@@ -1,0 +1,212 @@
+"""Finish a Lambda function's zip after serverless-python-requirements has put the dependencies in it.
+
+Why this step exists:
+
+- Lambda's code directory is read-only, so Python cannot cache bytecode there: without `.pyc` files in the
+  zip every cold start recompiles astropy, SQLAlchemy and numpy. Serverless writes every zip entry with
+  the same fixed date, so timestamp-checked `.pyc` files would look stale; we compile them with
+  unchecked hashes (the artifact is immutable, nothing can change the source under them).
+- The bytecode must come from the runtime's Python version, so this script refuses to run on another.
+- The wheels are for the Lambda platform (arm64); their shared objects carry symbol tables worth tens of
+  megabytes that the host `strip` cannot read, so we strip them with a cross-target strip when one exists.
+- One requirements install serves every function; a function that never imports a distribution has it
+  removed from its own zip (listed in serverless.yml, removed by the files its RECORD names).
+- Third-party packages may ship as bytecode only (`--sourceless-dependencies`) to stay within the size
+  budget; our own code always keeps its source beside its bytecode, for readable tracebacks.
+
+Usage: finish_artifacts.py ZIP [--drop DIST]... [--sourceless-dependencies] [--max-unzipped-mib N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import os
+import py_compile
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+RUNTIME = (3, 12)
+LAMBDA_LIMIT_MIB = 250
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+ELF_MACHINES = {0x3E: "x86_64", 0xB7: "aarch64"}
+
+
+def canonical(name: str) -> str:
+    """Distribution names compare case- and separator-insensitively (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def extract(zip_path: Path, root: Path) -> None:
+    """Unpack, keeping the file modes (zipfile drops them)."""
+    with zipfile.ZipFile(zip_path) as archive:
+        for info in archive.infolist():
+            target = root / info.filename
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with archive.open(info) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            mode = (info.external_attr >> 16) & 0o777
+            os.chmod(target, mode or 0o644)
+
+
+def dist_infos(root: Path) -> dict[str, Path]:
+    found = {}
+    for info in root.glob("*.dist-info"):
+        name = info.name[: -len(".dist-info")].rsplit("-", 1)[0]
+        found[canonical(name)] = info
+    return found
+
+
+def drop_distributions(root: Path, names: list[str]) -> None:
+    """Remove every file a distribution installed, as listed in its RECORD."""
+    infos = dist_infos(root)
+    for name in names:
+        info = infos.get(canonical(name))
+        if info is None:
+            raise SystemExit(f"--drop {name}: no such distribution in the package (is serverless.yml stale?)")
+        with open(info / "RECORD", newline="") as record:
+            for row in csv.reader(record):
+                path = (root / row[0]).resolve()
+                if path.is_relative_to(root) and path.is_file():
+                    path.unlink()
+        shutil.rmtree(info, ignore_errors=True)
+    for directory in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        if not any(directory.iterdir()):
+            directory.rmdir()
+
+
+def elf_machine(path: Path) -> str | None:
+    with open(path, "rb") as handle:
+        head = handle.read(20)
+    if len(head) < 20 or head[:4] != b"\x7fELF":
+        return None
+    return ELF_MACHINES.get(int.from_bytes(head[18:20], "little" if head[5] == 1 else "big"), "other")
+
+
+def find_strip(machine: str) -> str | None:
+    """A strip that can read `machine` objects: llvm-strip reads any target; binutils only its own."""
+    candidates = ["llvm-strip", *(f"llvm-strip-{v}" for v in range(20, 10, -1))]
+    candidates += ["aarch64-linux-gnu-strip"] if machine == "aarch64" else ["x86_64-linux-gnu-strip", "strip"]
+    return next((shutil.which(c) for c in candidates if shutil.which(c)), None)
+
+
+def strip_shared_objects(root: Path) -> str:
+    objects: dict[str, list[Path]] = {}
+    for path in root.rglob("*.so*"):
+        if path.is_file() and not path.is_symlink():
+            machine = elf_machine(path)
+            if machine:
+                objects.setdefault(machine, []).append(path)
+    notes = []
+    for machine, paths in objects.items():
+        tool = find_strip(machine)
+        if tool is None:
+            notes.append(f"{len(paths)} {machine} objects left unstripped (no llvm-strip here)")
+            continue
+        for path in paths:
+            subprocess.run([tool, "--strip-unneeded", str(path)], check=True)
+        notes.append(f"{len(paths)} {machine} objects stripped")
+    return "; ".join(notes) or "no shared objects"
+
+
+def third_party_files(root: Path) -> set[Path]:
+    owned: set[Path] = set()
+    for info in root.glob("*.dist-info"):
+        record = info / "RECORD"
+        if record.is_file():
+            with open(record, newline="") as handle:
+                owned.update((root / row[0]).resolve() for row in csv.reader(handle) if row)
+    return owned
+
+
+def compile_tree(root: Path, sourceless_dependencies: bool) -> tuple[int, int]:
+    """Bytecode for every module; returns (compiled, third-party files left as source)."""
+    owned = third_party_files(root)
+    for stale in [p for p in root.rglob("__pycache__") if p.is_dir()]:
+        shutil.rmtree(stale)  # bytecode of another Python, or of an earlier run
+    compiled = skipped = 0
+    for source in sorted(root.rglob("*.py")):
+        relative = source.relative_to(root).as_posix()
+        third_party = source.resolve() in owned
+        if third_party and sourceless_dependencies:
+            target, dfile = source.with_suffix(".pyc"), f"/var/task/{relative}"
+        else:
+            target, dfile = Path(importlib.util.cache_from_source(str(source))), relative
+        try:
+            py_compile.compile(
+                str(source), cfile=str(target), dfile=dfile, doraise=True,
+                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+            )
+        except py_compile.PyCompileError:
+            if not third_party:
+                raise
+            skipped += 1  # e.g. a template that is not Python; it was never importable
+            continue
+        if third_party and sourceless_dependencies:
+            source.unlink()
+        compiled += 1
+    return compiled, skipped
+
+
+def tree_size(root: Path) -> tuple[int, int]:
+    files = [p for p in root.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files), len(files)
+
+
+def write_zip(root: Path, zip_path: Path) -> None:
+    """Same content, same bytes: sorted entries, one fixed date, modes kept."""
+    tmp = zip_path.with_suffix(".tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            info = zipfile.ZipInfo(path.relative_to(root).as_posix(), ZIP_DATE)
+            info.external_attr = (stat.S_IFREG | (path.stat().st_mode & 0o777)) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with open(path, "rb") as handle:
+                archive.writestr(info, handle.read())
+    tmp.replace(zip_path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("zip", type=Path)
+    parser.add_argument("--drop", action="append", default=[], metavar="DIST")
+    parser.add_argument("--sourceless-dependencies", action="store_true")
+    parser.add_argument("--max-unzipped-mib", type=float, default=LAMBDA_LIMIT_MIB)
+    args = parser.parse_args(argv)
+    if sys.version_info[:2] != RUNTIME:
+        raise SystemExit(
+            f"finish_artifacts.py must run on Python {RUNTIME[0]}.{RUNTIME[1]} (the Lambda runtime) to write "
+            f"bytecode Lambda can use; this is {sys.version.split()[0]}. Set ARCHIVE_PYTHON."
+        )
+    with tempfile.TemporaryDirectory(prefix="finish-artifact-") as tmp:
+        root = Path(tmp).resolve()
+        extract(args.zip, root)
+        drop_distributions(root, args.drop)
+        stripped = strip_shared_objects(root)
+        compiled, skipped = compile_tree(root, args.sourceless_dependencies)
+        size, count = tree_size(root)
+        write_zip(root, args.zip)
+    mb = size / 2**20
+    print(
+        f"{args.zip.name}: {mb:.1f} MiB unzipped, {count} files, {args.zip.stat().st_size / 2**20:.1f} MiB zipped; "
+        f"{compiled} modules compiled ({skipped} left as source); {stripped}"
+    )
+    limit = min(args.max_unzipped_mib, LAMBDA_LIMIT_MIB)
+    if mb > limit:
+        print(f"{args.zip.name}: {mb:.1f} MiB unzipped is over its budget of {limit:g} MiB", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
