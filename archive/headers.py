@@ -31,6 +31,9 @@ _FREE_NUMBER = re.compile(r"\s*[+-]? *(\.\d+|\d+(\.\d*)?) *([deDE] *[+-]? *\d+)?
 _NUMBER_OR_BOOL = re.compile(_FREE_NUMBER.pattern + "|[TF]")
 
 
+_ABSENT = object()
+
+
 class HeaderError(ValueError):
     """A header that cannot be read; `reason` says why in words an operator can act on."""
 
@@ -67,10 +70,10 @@ class Header(dict[str, str]):
         return isinstance(key, str) and dict.__contains__(self, key.upper())
 
     def get(self, key: str, default: Any = None) -> Any:  # noqa: ANN401 - mirrors dict.get
-        try:
-            return self[key]
-        except KeyError:
-            return default
+        value = dict.get(self, key, _ABSENT)
+        if value is _ABSENT:
+            return dict.get(self, key.upper(), default) if isinstance(key, str) else default
+        return value
 
     def __repr__(self) -> str:
         return f"Header({dict.__repr__(self)})"
