@@ -139,11 +139,16 @@ def _no_channel_type() -> type[Exception] | None:
 
 
 def fetch_text_header(bucket: str, key: str) -> Mapping[str, str]:
-    """Fetch and parse a header text file (small: read whole)."""
+    """Fetch and parse a header text file, refusing one too large to be a header."""
     from archive.aws import client
-    from archive.headers import parse_header
+    from archive.headers import HeaderError, parse_header
+    from archive.settings import get_settings
 
-    return parse_header(client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+    limit = get_settings().fits_header_max_bytes
+    body = client("s3").get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{limit}")["Body"].read()
+    if len(body) > limit:
+        raise HeaderError(f"header file is larger than {limit} bytes; not a FITS header")
+    return parse_header(body)
 
 
 def store_header(

@@ -236,3 +236,13 @@ def test_late_event_for_a_deleted_medium_jpg_creates_no_row(stack):
     assert row(samples.BASE) is None
     (item,) = [i for i in log_items() if i["filename"] == key]
     assert item["status"] == "failed" and "no longer exists" in item["reason"]
+
+
+def test_oversized_header_text_is_refused_with_a_reason(stack, settings_env):
+    s3, bucket = stack
+    settings_env(FITS_HEADER_MAX_BYTES="4000")
+    big = put(s3, bucket, f"data/{samples.BASE}-EX00.txt", samples.header_text() * 10)
+    assert deliver(bucket, big) == {"batchItemFailures": []}
+    (item,) = log_items()
+    assert item["status"] == "failed" and "larger than 4000 bytes" in item["reason"]
+    assert row(samples.BASE) is None
