@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "archive.local.demo",
     "archive.reprocess",
     "archive.status",
+    "archive.bucket",
 )
 
 
