@@ -36,3 +36,33 @@ serve: venv
 
 clean:
 	rm -rf $(VENV) .archive node_modules .serverless
+
+# --- Deployment (docs/operations.md). Offline: dummy credentials, nothing is sent to AWS. ---
+# Bytecode in the Lambda zips must come from the runtime's Python (3.12); PY312 finds one.
+ifndef PY312
+PY312 := $(shell for p in python3.12 $(HOME)/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12; do \
+	"$$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' >/dev/null 2>&1 && { command -v "$$p"; break; }; done)
+endif
+DEPLOY_TOOLS := $(VENV)/deploy-tools
+TEMPLATE     := .serverless/cloudformation-template-update-stack.json
+OFFLINE_AWS  := AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline AWS_SESSION_TOKEN= AWS_PROFILE= \
+	AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null SLS_TELEMETRY_DISABLED=1 SLS_NOTIFICATIONS_MODE=off
+
+.PHONY: package deploy-check
+
+$(DEPLOY_TOOLS)/.installed: requirements-deploy.txt
+	$(PYTHON) -m venv $(DEPLOY_TOOLS)
+	$(DEPLOY_TOOLS)/bin/pip install --quiet -r requirements-deploy.txt
+	touch $@
+
+# The two function zips and the CloudFormation template, in .serverless/.
+package: venv $(DEPLOY_TOOLS)/.installed
+	@test -n "$(PY312)" || { echo "make package: no Python 3.12 found (the Lambda runtime's version); set PY312=/path/to/python3.12" >&2; exit 1; }
+	npm ci --no-audit --no-fund
+	$(OFFLINE_AWS) ARCHIVE_PYTHON=$(PY312) npx --no-install serverless package --stage dev
+
+# What CI checks on the packaged service: cfn-lint (W3005 accepted, see docs/operations.md) and the
+# template/artifact tests, which must not skip here.
+deploy-check: venv $(DEPLOY_TOOLS)/.installed
+	$(DEPLOY_TOOLS)/bin/cfn-lint --ignore-checks W3005 -- $(TEMPLATE)
+	ARCHIVE_REQUIRE_PACKAGE=1 $(BIN)/python -m pytest tests/test_template.py

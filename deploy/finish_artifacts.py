@@ -11,10 +11,15 @@ Why this step exists:
   megabytes that the host `strip` cannot read, so we strip them with a cross-target strip when one exists.
 - One requirements install serves every function; a function that never imports a distribution has it
   removed from its own zip (listed in serverless.yml, removed by the files its RECORD names).
-- Third-party packages may ship as bytecode only (`--sourceless-dependencies`) to stay within the size
-  budget; our own code always keeps its source beside its bytecode, for readable tracebacks.
+- Third-party packages may ship as bytecode only (`--sourceless`) to stay within the size budget; our
+  own code always keeps its source beside its bytecode, for readable tracebacks.
 
-Usage: finish_artifacts.py ZIP [--drop DIST]... [--sourceless-dependencies] [--max-unzipped-mib N]
+Two steps, both run by deploy/package-plugin.js:
+
+    finish_artifacts.py requirements DIR [--sourceless]       the installed dependencies, before they are
+                                                              copied into the zips (so copying is cheaper)
+    finish_artifacts.py zip ZIP [--drop DIST]... [--max-unzipped-mib N]
+                                                              each function's zip once they are in it
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -77,7 +83,12 @@ def drop_distributions(root: Path, names: list[str]) -> None:
         with open(info / "RECORD", newline="") as record:
             for row in csv.reader(record):
                 path = (root / row[0]).resolve()
-                if path.is_relative_to(root) and path.is_file():
+                if not path.is_relative_to(root):
+                    continue
+                if path.suffix == ".py":  # its bytecode, written after RECORD was
+                    for compiled in (path.with_suffix(".pyc"), Path(importlib.util.cache_from_source(str(path)))):
+                        compiled.unlink(missing_ok=True)
+                if path.is_file():
                     path.unlink()
         shutil.rmtree(info, ignore_errors=True)
     for directory in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
@@ -119,43 +130,44 @@ def strip_shared_objects(root: Path) -> str:
     return "; ".join(notes) or "no shared objects"
 
 
-def third_party_files(root: Path) -> set[Path]:
-    owned: set[Path] = set()
-    for info in root.glob("*.dist-info"):
-        record = info / "RECORD"
-        if record.is_file():
-            with open(record, newline="") as handle:
-                owned.update((root / row[0]).resolve() for row in csv.reader(handle) if row)
-    return owned
+def compile_module(source: Path, root: Path, sourceless: bool) -> None:
+    """Unchecked-hash bytecode: `x.pyc` beside (and instead of) the source, or in `__pycache__`."""
+    relative = source.relative_to(root).as_posix()
+    if sourceless:
+        target, dfile = source.with_suffix(".pyc"), f"/var/task/{relative}"
+    else:
+        target, dfile = Path(importlib.util.cache_from_source(str(source))), relative
+    py_compile.compile(
+        str(source), cfile=str(target), dfile=dfile, doraise=True,
+        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+    )
+    if sourceless:
+        source.unlink()
 
 
-def compile_tree(root: Path, sourceless_dependencies: bool) -> tuple[int, int]:
-    """Bytecode for every module; returns (compiled, third-party files left as source)."""
-    owned = third_party_files(root)
+def compile_dependencies(root: Path, sourceless: bool) -> tuple[int, int]:
+    """Bytecode for every installed module; returns (compiled, left as source)."""
     for stale in [p for p in root.rglob("__pycache__") if p.is_dir()]:
-        shutil.rmtree(stale)  # bytecode of another Python, or of an earlier run
+        shutil.rmtree(stale)  # another Python's bytecode, or an earlier run's
     compiled = skipped = 0
     for source in sorted(root.rglob("*.py")):
-        relative = source.relative_to(root).as_posix()
-        third_party = source.resolve() in owned
-        if third_party and sourceless_dependencies:
-            target, dfile = source.with_suffix(".pyc"), f"/var/task/{relative}"
-        else:
-            target, dfile = Path(importlib.util.cache_from_source(str(source))), relative
         try:
-            py_compile.compile(
-                str(source), cfile=str(target), dfile=dfile, doraise=True,
-                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
-            )
+            compile_module(source, root, sourceless)
+            compiled += 1
         except py_compile.PyCompileError:
-            if not third_party:
-                raise
-            skipped += 1  # e.g. a template that is not Python; it was never importable
-            continue
-        if third_party and sourceless_dependencies:
-            source.unlink()
-        compiled += 1
+            skipped += 1  # e.g. a template that is not Python: it was never importable
     return compiled, skipped
+
+
+def compile_own_code(root: Path) -> int:
+    """Bytecode beside our modules (the dependencies were compiled before they came in); source kept."""
+    compiled = 0
+    for source in sorted(root.rglob("*.py")):
+        if source.with_suffix(".pyc").exists() or Path(importlib.util.cache_from_source(str(source))).exists():
+            continue
+        compile_module(source, root, sourceless=False)
+        compiled += 1
+    return compiled
 
 
 def tree_size(root: Path) -> tuple[int, int]:
@@ -176,36 +188,64 @@ def write_zip(root: Path, zip_path: Path) -> None:
     tmp.replace(zip_path)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("zip", type=Path)
-    parser.add_argument("--drop", action="append", default=[], metavar="DIST")
-    parser.add_argument("--sourceless-dependencies", action="store_true")
-    parser.add_argument("--max-unzipped-mib", type=float, default=LAMBDA_LIMIT_MIB)
-    args = parser.parse_args(argv)
+def check_runtime() -> None:
     if sys.version_info[:2] != RUNTIME:
         raise SystemExit(
             f"finish_artifacts.py must run on Python {RUNTIME[0]}.{RUNTIME[1]} (the Lambda runtime) to write "
             f"bytecode Lambda can use; this is {sys.version.split()[0]}. Set ARCHIVE_PYTHON."
         )
+
+
+def finish_requirements(directory: Path, sourceless: bool) -> int:
+    started = time.monotonic()
+    root = directory.resolve()
+    stripped = strip_shared_objects(root)
+    compiled, skipped = compile_dependencies(root, sourceless)
+    size, count = tree_size(root)
+    print(
+        f"dependencies: {size / 2**20:.1f} MiB, {count} files; {compiled} modules compiled"
+        f"{' (bytecode only)' if sourceless else ''}, {skipped} left as source; {stripped}"
+        f" ({time.monotonic() - started:.1f} s)"
+    )
+    return 0
+
+
+def finish_zip(zip_path: Path, drop: list[str], max_unzipped_mib: float) -> int:
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="finish-artifact-") as tmp:
         root = Path(tmp).resolve()
-        extract(args.zip, root)
-        drop_distributions(root, args.drop)
-        stripped = strip_shared_objects(root)
-        compiled, skipped = compile_tree(root, args.sourceless_dependencies)
+        extract(zip_path, root)
+        drop_distributions(root, drop)
+        compiled = compile_own_code(root)
         size, count = tree_size(root)
-        write_zip(root, args.zip)
-    mb = size / 2**20
+        write_zip(root, zip_path)
+    mib = size / 2**20
     print(
-        f"{args.zip.name}: {mb:.1f} MiB unzipped, {count} files, {args.zip.stat().st_size / 2**20:.1f} MiB zipped; "
-        f"{compiled} modules compiled ({skipped} left as source); {stripped}"
+        f"{zip_path.name}: {mib:.1f} MiB unzipped, {count} files, {zip_path.stat().st_size / 2**20:.1f} MiB zipped;"
+        f" {compiled} own modules compiled; {len(drop)} distributions dropped ({time.monotonic() - started:.1f} s)"
     )
-    limit = min(args.max_unzipped_mib, LAMBDA_LIMIT_MIB)
-    if mb > limit:
-        print(f"{args.zip.name}: {mb:.1f} MiB unzipped is over its budget of {limit:g} MiB", file=sys.stderr)
+    limit = min(max_unzipped_mib, LAMBDA_LIMIT_MIB)
+    if mib > limit:
+        print(f"{zip_path.name}: {mib:.1f} MiB unzipped is over its budget of {limit:g} MiB", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    steps = parser.add_subparsers(dest="step", required=True)
+    requirements = steps.add_parser("requirements", help="finish the installed dependencies in place")
+    requirements.add_argument("directory", type=Path)
+    requirements.add_argument("--sourceless", action="store_true", help="keep bytecode only")
+    archive = steps.add_parser("zip", help="finish one function's zip in place")
+    archive.add_argument("zip", type=Path)
+    archive.add_argument("--drop", action="append", default=[], metavar="DIST")
+    archive.add_argument("--max-unzipped-mib", type=float, default=LAMBDA_LIMIT_MIB)
+    args = parser.parse_args(argv)
+    check_runtime()
+    if args.step == "requirements":
+        return finish_requirements(args.directory, args.sourceless)
+    return finish_zip(args.zip, args.drop, args.max_unzipped_mib)
 
 
 if __name__ == "__main__":

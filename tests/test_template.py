@@ -1,0 +1,384 @@
+"""The generated CloudFormation template and function zips, checked offline (issue 6).
+
+`make package` writes `.serverless/`; these tests read it. Inside `make test` nothing may be packaged
+yet, so the checks of the real template skip; `make deploy-check` (CI, after `make package`) sets
+ARCHIVE_REQUIRE_PACKAGE=1 and then a missing package is a failure. The checkers themselves are tested
+on small hand-made templates first, so a checker that cannot fail is caught in every run.
+
+What is enforced, and why:
+- no Allow statement grants a write/delete action on `*` (least privilege; the issue's rule), and S3
+  deletes only reach the three upload prefixes;
+- every function has a dead-letter path: an SQS source whose queue redrives to a dead-letter queue, a
+  stream source with an on-failure destination and bounded retries, or an async failure destination;
+- every setting archive/settings.py reads is set in each function's environment (every function loads
+  the whole Settings), DATABASE_URL and AWS_ENDPOINT_URL are not, and the SSM parameter that replaces
+  DATABASE_URL is readable by the function's role;
+- each zip holds its handler with Python 3.12 bytecode, no boto3/botocore, no tests, and fits Lambda.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = ROOT / ".serverless"
+TEMPLATE = PACKAGE_DIR / "cloudformation-template-update-stack.json"
+SETTINGS_SOURCE = ROOT / "archive" / "settings.py"
+BUCKET_PREFIXES = ("data/", "info-images/", "allsky/")
+LAMBDA_UNZIPPED_LIMIT = 250 * 2**20
+INGEST_BUDGET = 120 * 2**20
+
+# Provided by the Lambda runtime, or never to be set there.
+RUNTIME_PROVIDED = {"AWS_REGION", "AWS_DEFAULT_REGION"}
+FORBIDDEN_IN_LAMBDA = {"DATABASE_URL", "AWS_ENDPOINT_URL"}
+
+READ_VERBS = ("Get", "List", "Describe", "Head", "Query", "Scan", "BatchGet", "Receive", "Select", "Decrypt")
+
+
+# --- checkers ---------------------------------------------------------------------------------------
+
+
+def render(value: Any) -> str:
+    """A readable string for an ARN that may be built with intrinsics (pseudo parameters kept by name)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and len(value) == 1:
+        (fn, arg), = value.items()
+        if fn == "Fn::Sub":
+            text = arg if isinstance(arg, str) else arg[0]
+            return re.sub(r"\$\{AWS::Partition\}", "aws", text)
+        if fn == "Fn::Join":
+            return arg[0].join(render(part) for part in arg[1])
+        if fn == "Fn::GetAtt":
+            target = arg if isinstance(arg, list) else arg.split(".", 1)
+            return f"GetAtt:{target[0]}.{target[1]}"
+        if fn == "Ref":
+            return f"Ref:{arg}"
+    return json.dumps(value, sort_keys=True)
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def is_write(action: str) -> bool:
+    """Anything that is not plainly a read (wildcards count as writes)."""
+    verb = action.split(":", 1)[-1]
+    return "*" in verb or not verb.startswith(READ_VERBS)
+
+
+def is_everything(resource: str) -> bool:
+    """`*`, or an ARN whose resource part is only `*` (every resource of a service in an account)."""
+    return resource == "*" or re.fullmatch(r"arn:[^:]*:[^:]*:[^:]*:[^:]*:\*", resource) is not None
+
+
+def star_write_violations(statements: list[dict]) -> list[str]:
+    problems = []
+    for statement in statements:
+        if statement.get("Effect") != "Allow":
+            continue
+        writes = [a for a in as_list(statement.get("Action", [])) if is_write(a)]
+        broad = [r for r in map(render, as_list(statement.get("Resource", []))) if is_everything(r)]
+        if writes and broad:
+            problems.append(f"{writes} on {broad}")
+    return problems
+
+
+def s3_delete_violations(statements: list[dict], bucket: str) -> list[str]:
+    allowed = tuple(f"arn:aws:s3:::{bucket}/{prefix}" for prefix in BUCKET_PREFIXES)
+    problems = []
+    for statement in statements:
+        actions = as_list(statement.get("Action", []))
+        if statement.get("Effect") != "Allow" or not any(
+            a == "*" or (a.startswith("s3:") and ("Delete" in a or "*" in a)) for a in actions
+        ):
+            continue
+        problems += [r for r in map(render, as_list(statement.get("Resource", []))) if not r.startswith(allowed)]
+    return problems
+
+
+def resources_of(template: dict, kind: str) -> dict[str, dict]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def refers_to(value: Any, logical_id: str) -> bool:
+    text = render(value)
+    return text in (f"Ref:{logical_id}",) or text.startswith(f"GetAtt:{logical_id}.")
+
+
+def dead_letter_problems(template: dict, function_id: str) -> list[str]:
+    """Why a function has no dead-letter path (empty when it has one)."""
+    function = template["Resources"][function_id]["Properties"]
+    mappings = [
+        m["Properties"] for m in resources_of(template, "AWS::Lambda::EventSourceMapping").values()
+        if refers_to(m["Properties"].get("FunctionName"), function_id)
+    ]
+    if not mappings:
+        invoke_configs = [
+            c["Properties"] for c in resources_of(template, "AWS::Lambda::EventInvokeConfig").values()
+            if refers_to(c["Properties"].get("FunctionName"), function_id)
+        ]
+        if function.get("DeadLetterConfig") or any(
+            (c.get("DestinationConfig") or {}).get("OnFailure") for c in invoke_configs
+        ):
+            return []
+        return ["no event source and no DeadLetterConfig or async on-failure destination"]
+    problems = []
+    for mapping in mappings:
+        source = render(mapping.get("EventSourceArn"))
+        queue_id = source.removeprefix("GetAtt:").split(".")[0]
+        queue = template["Resources"].get(queue_id, {})
+        if queue.get("Type") == "AWS::SQS::Queue" and source.endswith(".Arn"):
+            redrive = queue["Properties"].get("RedrivePolicy") or {}
+            dlq = render(redrive.get("deadLetterTargetArn", ""))
+            dlq_id = dlq.removeprefix("GetAtt:").split(".")[0]
+            if template["Resources"].get(dlq_id, {}).get("Type") != "AWS::SQS::Queue":
+                problems.append(f"queue {queue_id} has no dead-letter queue in this template")
+            if not redrive.get("maxReceiveCount"):
+                problems.append(f"queue {queue_id} redrive has no maxReceiveCount")
+        elif source.endswith(".StreamArn"):
+            on_failure = ((mapping.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+            if not on_failure:
+                problems.append(f"stream source {source} has no on-failure destination")
+            retries = mapping.get("MaximumRetryAttempts")
+            if retries is None or int(retries) < 0:
+                problems.append(f"stream source {source} retries forever (MaximumRetryAttempts unset)")
+            if not mapping.get("BisectBatchOnFunctionError"):
+                problems.append(f"stream source {source} does not bisect failing batches")
+        else:
+            problems.append(f"event source {source}: unknown kind, cannot tell its dead-letter path")
+    return problems
+
+
+def settings_read_by_code(source: str) -> set[str]:
+    """Environment names read in load_settings(): `env.get("X", …)`, `env["X"]`, `helper(env, "X", …)`."""
+    tree = ast.parse(source)
+    loader = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "load_settings")
+    names = set()
+    for node in ast.walk(loader):
+        if isinstance(node, ast.Call):
+            func, args = node.func, node.args
+            if isinstance(func, ast.Attribute) and func.attr == "get" and _is_env(func.value) and args:
+                names.add(_literal(args[0]))
+            elif len(args) >= 2 and _is_env(args[0]):
+                names.add(_literal(args[1]))
+        elif isinstance(node, ast.Subscript) and _is_env(node.value):
+            names.add(_literal(node.slice))
+    names.discard(None)
+    return names
+
+
+def _is_env(node: ast.AST) -> bool:
+    return isinstance(node, ast.Name) and node.id == "env"
+
+
+def _literal(node: ast.AST) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def role_statements(template: dict, function_id: str) -> list[dict]:
+    role_id = render(template["Resources"][function_id]["Properties"]["Role"]).removeprefix("GetAtt:").split(".")[0]
+    role = template["Resources"][role_id]["Properties"]
+    return [s for policy in role.get("Policies", []) for s in policy["PolicyDocument"]["Statement"]]
+
+
+# --- the checkers on hand-made templates (always run) ------------------------------------------------
+
+
+def test_a_write_action_on_every_resource_is_flagged():
+    statements = [
+        {"Effect": "Allow", "Action": ["dynamodb:PutItem"], "Resource": "*"},
+        {"Effect": "Allow", "Action": "s3:*", "Resource": {"Fn::Sub": "arn:${AWS::Partition}:s3:::*"}},
+        {"Effect": "Allow", "Action": ["logs:DescribeLogGroups"], "Resource": "*"},
+        {"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": "arn:aws:sqs:us-east-1:1:q"},
+    ]
+    assert star_write_violations(statements) == [
+        "['dynamodb:PutItem'] on ['*']",
+        "['s3:*'] on ['arn:aws:s3:::*']",
+    ]
+
+
+def test_s3_deletes_outside_the_upload_prefixes_are_flagged():
+    statements = [
+        {"Effect": "Allow", "Action": "s3:DeleteObject", "Resource": ["arn:aws:s3:::b/data/*", "arn:aws:s3:::b/*"]},
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"},
+    ]
+    assert s3_delete_violations(statements, "b") == ["arn:aws:s3:::b/*"]
+
+
+def _mini_template(mapping: dict | None, queue_props: dict | None = None) -> dict:
+    resources: dict[str, Any] = {
+        "Fn": {"Type": "AWS::Lambda::Function", "Properties": {}},
+        "Q": {"Type": "AWS::SQS::Queue", "Properties": queue_props or {}},
+        "Dlq": {"Type": "AWS::SQS::Queue", "Properties": {}},
+    }
+    if mapping is not None:
+        resources["Map"] = {"Type": "AWS::Lambda::EventSourceMapping",
+                            "Properties": {"FunctionName": {"Fn::GetAtt": ["Fn", "Arn"]}, **mapping}}
+    return {"Resources": resources}
+
+
+def test_a_function_without_a_dead_letter_path_is_flagged():
+    sqs = {"EventSourceArn": {"Fn::GetAtt": ["Q", "Arn"]}}
+    redrive = {"RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": ["Dlq", "Arn"]}, "maxReceiveCount": 5}}
+    assert dead_letter_problems(_mini_template(sqs), "Fn") == [
+        "queue Q has no dead-letter queue in this template", "queue Q redrive has no maxReceiveCount"]
+    assert dead_letter_problems(_mini_template(sqs, redrive), "Fn") == []
+    stream = {"EventSourceArn": {"Fn::GetAtt": ["T", "StreamArn"]}}
+    assert len(dead_letter_problems(_mini_template(stream), "Fn")) == 3
+    stream |= {"MaximumRetryAttempts": 3, "BisectBatchOnFunctionError": True,
+               "DestinationConfig": {"OnFailure": {"Destination": {"Fn::GetAtt": ["Dlq", "Arn"]}}}}
+    assert dead_letter_problems(_mini_template(stream), "Fn") == []
+    assert dead_letter_problems(_mini_template(None), "Fn") == [
+        "no event source and no DeadLetterConfig or async on-failure destination"]
+
+
+def test_settings_are_found_in_every_form_load_settings_uses():
+    source = '''
+def load_settings(env=None):
+    return Settings(a=env.get("PLAIN", "x"), b=_int(env, "HELPER", 3), c=env["INDEXED"], d=other("NOT_ENV"))
+'''
+    assert settings_read_by_code(source) == {"PLAIN", "HELPER", "INDEXED"}
+
+
+def test_the_real_settings_module_yields_its_settings():
+    names = settings_read_by_code(SETTINGS_SOURCE.read_text())
+    assert {"STAGE", "BUCKET_NAME", "DATABASE_URL_SSM_PARAM", "EXPIRATION_TABLE", "LOG_LEVEL"} <= names
+
+
+# --- the generated template and zips -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    if not TEMPLATE.exists():
+        if os.environ.get("ARCHIVE_REQUIRE_PACKAGE"):
+            pytest.fail(f"{TEMPLATE.relative_to(ROOT)} is missing: run `make package` first")
+        pytest.skip("no packaged service (run `make package`, then `make deploy-check`)")
+    return json.loads(TEMPLATE.read_text())
+
+
+@pytest.fixture(scope="module")
+def functions(template: dict) -> dict[str, dict]:
+    found = resources_of(template, "AWS::Lambda::Function")
+    assert {f["Properties"]["Handler"] for f in found.values()} == {"handlers/ingest.handler",
+                                                                    "handlers/expire.handler"}
+    return found
+
+
+def test_no_role_allows_a_write_or_delete_on_every_resource(template, functions):
+    roles = resources_of(template, "AWS::IAM::Role")
+    assert roles, "no IAM roles in the template"
+    for name, role in roles.items():
+        statements = [s for p in role["Properties"].get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+        assert star_write_violations(statements) == [], name
+        assert role["Properties"].get("ManagedPolicyArns", []) == [], f"{name}: managed policies are not checked"
+
+
+def test_s3_deletes_stay_under_the_upload_prefixes(template, functions):
+    bucket = next(iter(functions.values()))["Properties"]["Environment"]["Variables"]["BUCKET_NAME"]
+    for function_id in functions:
+        assert s3_delete_violations(role_statements(template, function_id), bucket) == [], function_id
+
+
+def test_every_role_is_used_by_a_function(template, functions):
+    used = {render(f["Properties"]["Role"]).removeprefix("GetAtt:").split(".")[0] for f in functions.values()}
+    assert set(resources_of(template, "AWS::IAM::Role")) == used
+
+
+def test_every_function_has_a_dead_letter_path(template, functions):
+    for function_id in functions:
+        assert dead_letter_problems(template, function_id) == [], function_id
+
+
+def test_batch_sources_report_partial_failures(template, functions):
+    for mapping in resources_of(template, "AWS::Lambda::EventSourceMapping").values():
+        assert mapping["Properties"].get("FunctionResponseTypes") == ["ReportBatchItemFailures"]
+
+
+def test_sqs_visibility_timeout_outlasts_the_function(template, functions):
+    for mapping in resources_of(template, "AWS::Lambda::EventSourceMapping").values():
+        source = render(mapping["Properties"]["EventSourceArn"])
+        if source.endswith(".Arn"):
+            queue = template["Resources"][source.removeprefix("GetAtt:").split(".")[0]]["Properties"]
+            function_id = render(mapping["Properties"]["FunctionName"]).removeprefix("GetAtt:").split(".")[0]
+            assert int(queue["VisibilityTimeout"]) >= 6 * int(functions[function_id]["Properties"]["Timeout"])
+
+
+def test_expire_sees_only_ttl_removals(template, functions):
+    expire_id = next(k for k, f in functions.items() if f["Properties"]["Handler"] == "handlers/expire.handler")
+    mapping = next(m["Properties"] for m in resources_of(template, "AWS::Lambda::EventSourceMapping").values()
+                   if refers_to(m["Properties"]["FunctionName"], expire_id))
+    patterns = [json.loads(f["Pattern"]) for f in mapping["FilterCriteria"]["Filters"]]
+    assert patterns == [{"eventName": ["REMOVE"],
+                         "userIdentity": {"type": ["Service"], "principalId": ["dynamodb.amazonaws.com"]}}]
+
+
+def test_every_setting_the_code_reads_is_set_for_every_function(functions):
+    wanted = settings_read_by_code(SETTINGS_SOURCE.read_text()) - RUNTIME_PROVIDED - FORBIDDEN_IN_LAMBDA
+    for function_id, function in functions.items():
+        env = function["Properties"]["Environment"]["Variables"]
+        assert sorted(wanted - set(env)) == [], f"{function_id} does not set these settings"
+        assert sorted(FORBIDDEN_IN_LAMBDA & set(env)) == [], f"{function_id} must not set these"
+
+
+def test_the_database_url_comes_from_a_readable_ssm_parameter(template, functions):
+    for function_id, function in functions.items():
+        parameter = function["Properties"]["Environment"]["Variables"]["DATABASE_URL_SSM_PARAM"]
+        assert parameter.startswith("/")
+        granted = [render(r) for s in role_statements(template, function_id)
+                   if "ssm:GetParameter" in as_list(s["Action"]) for r in as_list(s["Resource"])]
+        assert any(g.endswith(f":parameter{parameter}") for g in granted), function_id
+    assert "postgresql://" not in TEMPLATE.read_text()
+
+
+def test_tables_match_the_local_key_schemas(template, functions):
+    tables = {t["Properties"]["TimeToLiveSpecification"]["AttributeName"]: t["Properties"]
+              for t in resources_of(template, "AWS::DynamoDB::Table").values()}
+    assert set(tables) == {"expire_timestamp_s", "expiration_timestamp", "expiration_timestamp_s"}
+    keys = {ttl: [(k["AttributeName"], k["KeyType"]) for k in t["KeySchema"]] for ttl, t in tables.items()}
+    assert keys == {"expire_timestamp_s": [("site", "HASH"), ("upload_id", "RANGE")],
+                    "expiration_timestamp": [("pk", "HASH")], "expiration_timestamp_s": [("pk", "HASH")]}
+    assert tables["expiration_timestamp_s"]["StreamSpecification"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"
+    for table in tables.values():
+        assert table["BillingMode"] == "PAY_PER_REQUEST"
+    for ttl in ("expiration_timestamp", "expiration_timestamp_s"):
+        assert tables[ttl]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+
+
+def test_only_the_bucket_may_send_to_the_ingest_queue(template, functions):
+    (policy,) = resources_of(template, "AWS::SQS::QueuePolicy").values()
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    bucket = next(iter(functions.values()))["Properties"]["Environment"]["Variables"]["BUCKET_NAME"]
+    assert statement["Principal"] == {"Service": "s3.amazonaws.com"}
+    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == f"arn:aws:s3:::{bucket}"
+
+
+def _zip_of(function: dict) -> Path:
+    return PACKAGE_DIR / Path(function["Properties"]["Code"]["S3Key"]).name
+
+
+def test_each_zip_holds_its_handler_compiled_for_the_runtime(functions):
+    for function_id, function in functions.items():
+        props = function["Properties"]
+        assert props["Runtime"] == "python3.12"
+        module = props["Handler"].rsplit(".", 1)[0]
+        with zipfile.ZipFile(_zip_of(function)) as archive:
+            names = set(archive.namelist())
+            size = sum(info.file_size for info in archive.infolist())
+        package, _, stem = module.rpartition("/")
+        assert f"{module}.py" in names, function_id
+        assert f"{package}/__pycache__/{stem}.cpython-312.pyc" in names, function_id
+        assert not any(n.startswith(("boto3/", "botocore/")) for n in names), function_id
+        # astropy/tests stays: `import astropy` imports its test runner.
+        tests = [n for n in names if ("/tests/" in n or n.startswith("tests/")) and not n.startswith("astropy/tests/")]
+        assert tests == [], function_id
+        assert size <= (INGEST_BUDGET if "ingest" in module else LAMBDA_UNZIPPED_LIMIT), (function_id, size)
