@@ -253,7 +253,9 @@ class LocalStack:
         self._server = server
         self._exit.callback(server.stop)
         host, port = server.get_host_and_port()
-        self.endpoint_url = f"http://{host}:{port}"
+        # Listening on every interface still means clients on this machine connect through loopback.
+        reachable = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        self.endpoint_url = f"http://{reachable}:{port}"
         # moto keeps its state in this process's globals: start from nothing, as a fresh server would.
         import urllib.request
 
