@@ -262,6 +262,7 @@ class LocalStack:
         urllib.request.urlopen(urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")).read()
 
     def _provision(self) -> None:
+        from archive import bucket
         from archive.aws import client
         from archive.provision import provision_bucket, provision_queues, provision_tables
         from archive.settings import get_settings
@@ -270,18 +271,13 @@ class LocalStack:
         provision_bucket(settings)
         provision_tables(settings)
         self.provisioned = provision_queues(settings, max_receive_count=self.options.max_receive_count)
-        sqs = client("sqs")
-        queue_arn = sqs.get_queue_attributes(QueueUrl=self.provisioned.ingest_queue_url, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
-        client("s3").put_bucket_notification_configuration(
-            Bucket=settings.bucket,
-            NotificationConfiguration={
-                "QueueConfigurations": [
-                    {"Id": "archive-ingest", "QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}
-                ]
-            },
-        )
+        queue_arn = client("sqs").get_queue_attributes(
+            QueueUrl=self.provisioned.ingest_queue_url, AttributeNames=["QueueArn"]
+        )["Attributes"]["QueueArn"]
+        # The notifications (per prefix) and lifecycle rules `python -m archive bucket configure` gives
+        # the production bucket, so local uploads are notified exactly when real ones are.
+        notifications, rules = bucket.read_bucket(settings.bucket)
+        bucket.apply(settings.bucket, bucket.plan(notifications, rules, queue_arn))
 
     def _public_env(self) -> dict[str, str]:
         from archive.settings import get_settings
