@@ -140,12 +140,19 @@ def _no_channel_type() -> type[Exception] | None:
 
 def fetch_text_header(bucket: str, key: str) -> Mapping[str, str]:
     """Fetch and parse a header text file, refusing one too large to be a header."""
+    from botocore.exceptions import ClientError
+
     from archive.aws import client
     from archive.headers import HeaderError, parse_header
     from archive.settings import get_settings
 
     limit = get_settings().fits_header_max_bytes
-    body = client("s3").get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{limit}")["Body"].read()
+    try:
+        body = client("s3").get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{limit}")["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "InvalidRange":  # S3's answer for an empty object
+            raise HeaderError("header file is empty") from None
+        raise
     if len(body) > limit:
         raise HeaderError(f"header file is larger than {limit} bytes; not a FITS header")
     return parse_header(body)

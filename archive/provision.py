@@ -63,7 +63,7 @@ def provision_tables(settings: Settings | None = None) -> None:
     )
 
 
-def provision_queues(settings: Settings | None = None, max_receive_count: int = 3) -> Provisioned:
+def provision_queues(settings: Settings | None = None, max_receive_count: int = 5) -> Provisioned:
     settings = settings or get_settings()
     sqs = client("sqs")
     name = settings.ingest_queue_name
