@@ -48,7 +48,7 @@ TEMPLATE     := .serverless/cloudformation-template-update-stack.json
 OFFLINE_AWS  := AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline AWS_SESSION_TOKEN= AWS_PROFILE= \
 	AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null SLS_TELEMETRY_DISABLED=1 SLS_NOTIFICATIONS_MODE=off
 
-.PHONY: package deploy-check
+.PHONY: package deploy-check package-smoke
 
 $(DEPLOY_TOOLS)/.installed: requirements-deploy.txt
 	$(PYTHON) -m venv $(DEPLOY_TOOLS)
@@ -66,3 +66,15 @@ package: venv $(DEPLOY_TOOLS)/.installed
 deploy-check: venv $(DEPLOY_TOOLS)/.installed
 	$(DEPLOY_TOOLS)/bin/cfn-lint --ignore-checks W3005 -- $(TEMPLATE)
 	ARCHIVE_REQUIRE_PACKAGE=1 $(BIN)/python -m pytest tests/test_template.py
+
+# Import each handler from its zip and time it. The deployed zips are arm64, so this builds the same
+# service for x86_64 (this machine) outside .serverless/. Packaging empties .serverless/, so run this
+# before `make package`, not between it and `make deploy-check`.
+SMOKE_DIR ?= /tmp/photonranch-archive-smoke
+package-smoke: venv
+	@test -n "$(PY312)" || { echo "make package-smoke: no Python 3.12 found; set PY312=/path/to/python3.12" >&2; exit 1; }
+	npm ci --no-audit --no-fund
+	rm -rf $(SMOKE_DIR)/package $(SMOKE_DIR)/Ingest* $(SMOKE_DIR)/Expire*
+	$(OFFLINE_AWS) ARCHIVE_PYTHON=$(PY312) npx --no-install serverless package --stage dev \
+		--param=architecture=x86_64 --package $(SMOKE_DIR)/package
+	$(PY312) deploy/smoke_import.py $(SMOKE_DIR)/package $(SMOKE_DIR)

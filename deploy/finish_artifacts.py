@@ -104,6 +104,33 @@ def elf_machine(path: Path) -> str | None:
     return ELF_MACHINES.get(int.from_bytes(head[18:20], "little" if head[5] == 1 else "big"), "other")
 
 
+def has_search_path(path: Path) -> bool:
+    """True when a 64-bit ELF object has DT_RPATH/DT_RUNPATH, the mark of auditwheel's patchelf."""
+    data = path.read_bytes()
+    if data[4] != 2:  # not ELFCLASS64: leave it alone
+        return True
+    order = "little" if data[5] == 1 else "big"
+
+    def number(offset: int, size: int) -> int:
+        return int.from_bytes(data[offset:offset + size], order)
+
+    phoff, phentsize, phnum = number(0x20, 8), number(0x36, 2), number(0x38, 2)
+    for index in range(phnum):
+        header = phoff + index * phentsize
+        if number(header, 4) != 2:  # PT_DYNAMIC
+            continue
+        start, size = number(header + 8, 8), number(header + 32, 8)
+        tags = (number(entry, 8) for entry in range(start, start + size, 16))
+        return any(tag in (15, 29) for tag in tags)  # DT_RPATH, DT_RUNPATH
+    return False
+
+
+def strippable(root: Path, path: Path) -> bool:
+    """Objects auditwheel rewrote with patchelf (grafted `*.libs/` libraries, extensions with an rpath to
+    them) break when stripped ("ELF load command address/offset not page-aligned"): leave those alone."""
+    return not any(part.endswith(".libs") for part in path.relative_to(root).parts) and not has_search_path(path)
+
+
 def find_strip(machine: str) -> str | None:
     """A strip that can read `machine` objects: llvm-strip reads any target; binutils only its own."""
     candidates = ["llvm-strip", *(f"llvm-strip-{v}" for v in range(20, 10, -1))]
@@ -113,12 +140,15 @@ def find_strip(machine: str) -> str | None:
 
 def strip_shared_objects(root: Path) -> str:
     objects: dict[str, list[Path]] = {}
+    skipped = 0
     for path in root.rglob("*.so*"):
         if path.is_file() and not path.is_symlink():
             machine = elf_machine(path)
-            if machine:
+            if machine and strippable(root, path):
                 objects.setdefault(machine, []).append(path)
-    notes = []
+            elif machine:
+                skipped += 1
+    notes = [f"{skipped} patched by auditwheel left as they are"] if skipped else []
     for machine, paths in objects.items():
         tool = find_strip(machine)
         if tool is None:
