@@ -1,4 +1,4 @@
-"""Finish a Lambda function's zip after serverless-python-requirements has put the dependencies in it.
+"""Finish the Lambda zips that serverless and serverless-python-requirements build.
 
 Why this step exists:
 
@@ -7,8 +7,9 @@ Why this step exists:
   the same fixed date, so timestamp-checked `.pyc` files would look stale; we compile them with
   unchecked hashes (the artifact is immutable, nothing can change the source under them).
 - The bytecode must come from the runtime's Python version, so this script refuses to run on another.
-- The wheels are for the Lambda platform (arm64); their shared objects carry symbol tables worth tens of
-  megabytes that the host `strip` cannot read, so we strip them with a cross-target strip when one exists.
+- The wheels are for the Lambda platform (arm64); their extension modules carry symbol tables worth about
+  25 MB that the host `strip` cannot read, so we strip them with llvm-strip when it exists, except the
+  objects auditwheel patched (those stop loading once stripped).
 - One requirements install serves every function; a function that never imports a distribution has it
   removed from its own zip (listed in serverless.yml, removed by the files its RECORD names).
 - Third-party packages may ship as bytecode only (`--sourceless`) to stay within the size budget; our
