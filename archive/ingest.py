@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 
 from archive.datastream import Notification
 from archive.filenames import FilenameError, ParsedKey, ParsedName, parse_key, site_of
+from archive.headers import HeaderError
+from archive.info_images import NoChannel
+from archive.thumbnails import ThumbnailError  # light: Pillow loads only when a JPEG is handled
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +104,6 @@ def _is_missing_object(exc: BaseException) -> bool:
 
 def _permanent_from(exc: BaseException) -> PermanentError | None:
     """Map a known domain error to the permanent failure it stands for, or None."""
-    from archive.headers import HeaderError
-
     if isinstance(exc, PermanentError):
         return exc
     if isinstance(exc, FilenameError):
@@ -111,27 +112,11 @@ def _permanent_from(exc: BaseException) -> PermanentError | None:
         return PermanentError(FAILED, f"header: {exc.reason}")
     if _is_missing_object(exc):
         return PermanentError(FAILED, "object no longer exists (deleted before it could be read)")
-    thumbnail_error = _thumbnail_error_type()
-    if thumbnail_error is not None and isinstance(exc, thumbnail_error):
+    if isinstance(exc, ThumbnailError):
         return PermanentError(exc.status, f"thumbnail: {exc.reason}")
-    info_error = _no_channel_type()
-    if info_error is not None and isinstance(exc, info_error):
+    if isinstance(exc, NoChannel):
         return PermanentError(REJECTED, exc.reason)
     return None
-
-
-def _thumbnail_error_type() -> type[Exception] | None:
-    import sys
-
-    module = sys.modules.get("archive.thumbnails")  # only loaded when a JPG was handled
-    return getattr(module, "ThumbnailError", None) if module else None
-
-
-def _no_channel_type() -> type[Exception] | None:
-    import sys
-
-    module = sys.modules.get("archive.info_images")
-    return getattr(module, "NoChannel", None) if module else None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -143,7 +128,7 @@ def fetch_text_header(bucket: str, key: str) -> Mapping[str, str]:
     from botocore.exceptions import ClientError
 
     from archive.aws import client
-    from archive.headers import HeaderError, parse_header
+    from archive.headers import parse_header
     from archive.settings import get_settings
 
     limit = get_settings().fits_header_max_bytes

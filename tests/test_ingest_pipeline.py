@@ -246,3 +246,49 @@ def test_oversized_header_text_is_refused_with_a_reason(stack, settings_env):
     (item,) = log_items()
     assert item["status"] == "failed" and "larger than 4000 bytes" in item["reason"]
     assert row(samples.BASE) is None
+
+
+def test_a_header_event_loads_neither_astropy_nor_pillow(database, database_url):
+    """The cold-start promise: a fresh process handling a header text never imports them."""
+    import os
+    import subprocess
+    import sys
+
+    from moto.server import ThreadedMotoServer
+
+    from archive.local.postgres import free_port
+    from archive.provision import provision_all
+    from tests.samples import s3_record, sqs_event
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        env = dict(os.environ, AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", DATABASE_URL=database_url)
+        code = (
+            "import json, os, sys, handlers.ingest as h;"
+            "r = h.handler(json.loads(os.environ['EVENT']), None);"
+            "print(json.dumps([r, 'astropy' in sys.modules, 'PIL' in sys.modules, 'numpy' in sys.modules]))"
+        )
+        from archive import aws
+
+        os.environ["AWS_ENDPOINT_URL"] = env["AWS_ENDPOINT_URL"]
+        get_settings.cache_clear()
+        aws.clear_clients()
+        try:
+            provision_all()
+            key, size = put(aws.client("s3"), get_settings().bucket, f"data/{samples.BASE}-EX00.txt",
+                            samples.header_text())
+        finally:
+            del os.environ["AWS_ENDPOINT_URL"]
+            get_settings.cache_clear()
+            aws.clear_clients()
+        env["EVENT"] = json.dumps(sqs_event({"Records": [s3_record(get_settings().bucket, key, size)]}))
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        response, astropy_loaded, pil_loaded, numpy_loaded = json.loads(out.stdout.strip().splitlines()[-1])
+        assert response == {"batchItemFailures": []}
+        assert (astropy_loaded, pil_loaded, numpy_loaded) == (False, False, False)
+        assert row(samples.BASE)["filter_used"] == "ip"
+    finally:
+        server.stop()
