@@ -9,6 +9,7 @@ database work, for the uploads that succeeded.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -62,7 +63,11 @@ def handle_sqs(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def handle_direct(event: dict[str, Any]) -> dict[str, Any]:
-    uploads = uploads_in(event)
+    try:
+        uploads = uploads_in(event)
+    except EventError as exc:
+        logger.error("unreadable event dropped", extra={"reason": str(exc), "event": str(event)[:2000]})
+        return {"uploads": 0, "error": str(exc)}
     outcomes: list[Outcome] = []
     retry: list[str] = []
     with db.batch_scope():
@@ -74,10 +79,7 @@ def handle_direct(event: dict[str, Any]) -> dict[str, Any]:
     _notify(outcomes)
     if retry:
         raise RuntimeError(f"{len(retry)} of {len(uploads)} uploads need a retry: " + "; ".join(retry))
-    statuses: dict[str, int] = {}
-    for outcome in outcomes:
-        statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
-    return {"uploads": len(uploads), "statuses": statuses}
+    return {"uploads": len(uploads), "statuses": dict(Counter(o.status for o in outcomes))}
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -292,3 +292,14 @@ def test_a_header_event_loads_neither_astropy_nor_pillow(database, database_url)
         assert row(samples.BASE)["filter_used"] == "ip"
     finally:
         server.stop()
+
+
+def test_direct_events_report_statuses_and_unreadable_ones_are_dropped_with_a_reason(stack):
+    s3, bucket = stack
+    from tests.samples import s3_record
+
+    key, size = put(s3, bucket, f"data/{samples.BASE}-EX00.txt", samples.header_text())
+    event = {"Records": [s3_record(bucket, key, size), s3_record(bucket, "data/bad-name.txt", 1)]}
+    assert handler(event, None) == {"uploads": 2, "statuses": {"ingested": 1, "rejected": 1}}
+    dropped = handler({"hello": "world"}, None)
+    assert dropped["uploads"] == 0 and "no Records" in dropped["error"]
