@@ -387,3 +387,26 @@ def test_each_zip_holds_its_handler_compiled_for_the_runtime(functions):
         tests = [n for n in names if "/tests/" in n or n.startswith("tests/")]
         assert tests == [], function_id
         assert size <= (INGEST_BUDGET if "ingest" in module else LAMBDA_UNZIPPED_LIMIT), (function_id, size)
+
+
+def test_functions_that_read_objects_may_list_the_bucket_so_a_missing_key_is_a_404(template, functions):
+    """Without an unconditioned s3:ListBucket, S3 answers a GET of a deleted key with 403, which the
+    ingest code cannot tell from a real permission problem: the upload would be retried, not logged."""
+    for function_id in functions:
+        statements = role_statements(template, function_id)
+
+        def grants(action: str, stmts: list[dict] = statements) -> list[dict]:
+            out = []
+            for s in stmts:
+                acts = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
+                if s.get("Effect") == "Allow" and action in acts:
+                    out.append(s)
+            return out
+
+        if not grants("s3:GetObject"):
+            continue
+        listing = [s for s in grants("s3:ListBucket") if "Condition" not in s]
+        assert listing, function_id
+        resources = [render(r) for s in listing for r in (s["Resource"] if isinstance(s["Resource"], list)
+                                                          else [s["Resource"]])]
+        assert any(r.startswith("arn:aws:s3:::") and "/" not in r for r in resources), (function_id, resources)
