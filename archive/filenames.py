@@ -146,8 +146,10 @@ def decode_event_key(raw_key: str) -> str:
     return unquote_plus(raw_key)
 
 
-def site_of(key: str) -> str:
+def site_of(key: object) -> str:
     """Best-effort site for logging a key that may not parse: the parsed site, else `unknown_site`."""
+    if not isinstance(key, str):
+        return "unknown_site"
     try:
         return parse_key(key).name.site
     except FilenameError:

@@ -433,5 +433,8 @@ def capture_date(header: Mapping[str, str]) -> dt.datetime | None:
     if zone and zone.upper() != "Z":
         sign = -1 if zone[0] == "-" else 1
         digits = zone[1:].replace(":", "")
-        when -= sign * dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        try:
+            when -= sign * dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        except OverflowError:  # e.g. year 1 shifted before the first representable moment
+            return None
     return when

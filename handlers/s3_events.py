@@ -38,10 +38,19 @@ def _from_s3_record(record: dict[str, Any]) -> Upload | None:
         s3 = record["s3"]
         bucket = s3["bucket"]["name"]
         raw_key = s3["object"]["key"]
-    except (KeyError, TypeError) as exc:
+        size = _size(s3["object"].get("size"))
+    except (KeyError, TypeError, AttributeError) as exc:
         raise EventError(f"S3 record without bucket/key: missing {exc}") from None
-    size = s3["object"].get("size") or 0
-    return Upload(bucket, decode_event_key(raw_key), int(size), _parse_time(record.get("eventTime")))
+    if not isinstance(bucket, str) or not isinstance(raw_key, str) or not raw_key:
+        raise EventError("S3 record whose bucket or key is not a string")
+    return Upload(bucket, decode_event_key(raw_key), size, _parse_time(record.get("eventTime")))
+
+
+def _size(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        raise EventError(f"object size {value!r} is not a number") from None
 
 
 def _from_eventbridge(event: dict[str, Any]) -> Upload:
@@ -49,10 +58,13 @@ def _from_eventbridge(event: dict[str, Any]) -> Upload:
         detail = event["detail"]
         bucket = detail["bucket"]["name"]
         key = detail["object"]["key"]
-    except (KeyError, TypeError) as exc:
+        size = _size(detail["object"].get("size"))
+    except (KeyError, TypeError, AttributeError) as exc:
         raise EventError(f"EventBridge Object Created event without bucket/key: missing {exc}") from None
+    if not isinstance(bucket, str) or not isinstance(key, str) or not key:
+        raise EventError("EventBridge event whose bucket or key is not a string")
     # EventBridge carries the key as stored, not URL-encoded.
-    return Upload(bucket, key, int(detail["object"].get("size") or 0), _parse_time(event.get("time")))
+    return Upload(bucket, key, size, _parse_time(event.get("time")))
 
 
 def uploads_in(payload: Any) -> list[Upload]:
@@ -83,7 +95,8 @@ def uploads_in(payload: Any) -> list[Upload]:
             if upload is not None:
                 uploads.append(upload)
         elif source == "aws:sns":
-            uploads.extend(uploads_in(record.get("Sns", {}).get("Message", "")))
+            sns = record.get("Sns")
+            uploads.extend(uploads_in(sns.get("Message", "") if isinstance(sns, dict) else ""))
         elif source == "aws:sqs":
             uploads.extend(uploads_in(record.get("body", "")))
         else:

@@ -58,3 +58,24 @@ def test_object_removed_records_are_not_uploads():
 def test_unknown_shapes_raise_event_error(body):
     with pytest.raises(EventError):
         uploads_in(body)
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda r: r["s3"]["object"].update(size="lots"),
+        lambda r: r["s3"]["object"].update(key=7),
+        lambda r: r["s3"].update(bucket="not-a-dict"),
+        lambda r: r.update(s3=None),
+    ],
+)
+def test_malformed_record_fields_are_event_errors_not_crashes(mutate):
+    record = s3_record("b", KEY)
+    mutate(record)
+    with pytest.raises(EventError):
+        uploads_in({"Records": [record]})
+
+
+def test_sns_record_without_a_message_is_an_event_error():
+    with pytest.raises(EventError):
+        uploads_in({"Records": [{"EventSource": "aws:sns", "Sns": "oops"}]})
