@@ -184,6 +184,13 @@ def _make_thumbnail(upload: Upload, parsed: ParsedKey) -> str:
     return thumbnail_key
 
 
+def _ensure_exists(upload: Upload) -> None:
+    """HEAD the object: a missing one raises the 404 that ingest_upload reports as gone."""
+    from archive.aws import client
+
+    client("s3").head_object(Bucket=upload.bucket, Key=upload.key)
+
+
 def ingest_data_file(upload: Upload, parsed: ParsedKey) -> Outcome:
     """A file under `data/`: update the exposure's row (2.1/2.2)."""
     import db
@@ -192,17 +199,16 @@ def ingest_data_file(upload: Upload, parsed: ParsedKey) -> Outcome:
     base = name.base_filename
     notification = Notification(parsed.s3_directory, base, name.site)
 
-    def mark(*flags: str) -> None:
-        with db.transaction() as conn:
-            for flag in flags:
-                db.mark_file(
-                    conn,
-                    base_filename=base,
-                    site=name.site,
-                    data_type=name.data_type,
-                    flag=flag,
-                    upload_time=upload.event_time,
-                )
+    def mark(conn: object, *flags: str) -> None:
+        for flag in flags:
+            db.mark_file(
+                conn,
+                base_filename=base,
+                site=name.site,
+                data_type=name.data_type,
+                flag=flag,
+                upload_time=upload.event_time,
+            )
 
     if name.ext == "txt":
         header = fetch_text_header(upload.bucket, upload.key)  # a HeaderError leaves the row untouched
@@ -210,25 +216,29 @@ def ingest_data_file(upload: Upload, parsed: ParsedKey) -> Outcome:
             store_header(conn, name, header, upload, only_if_missing=False)
         return Outcome(upload, INGESTED, f"header with {len(header)} keywords", name.site, notification)
 
+    # Every flag below is set only once the object is known to exist (read, or HEAD), so a late
+    # redelivery for an object deleted since (an expired exposure) cannot bring its row back.
     if name.is_fits and name.reduction in FITS_FLAGS:
         flag = FITS_FLAGS[name.reduction]
-        mark(flag)
         with db.transaction() as conn:
             needs_header = not db.has_header(conn, base)
-        if not needs_header:
-            return Outcome(upload, INGESTED, flag, name.site, notification)
-        from archive.fits_header import read_fits_header
+        header, problem = None, ""
+        if needs_header:
+            from archive.fits_header import ObjectMissing, read_fits_header
 
-        try:
-            header = read_fits_header(upload.bucket, upload.key)
-        except Exception as exc:
-            permanent = _permanent_from(exc)
-            if permanent is None:
+            try:
+                header = read_fits_header(upload.bucket, upload.key)
+            except ObjectMissing:
                 raise
-            # The flag is set; only the header is missing. Report why, keep the flag.
-            return Outcome(upload, FAILED, f"{flag} set; {permanent.reason}", name.site, notification)
+            except HeaderError as exc:  # the file exists but its header cannot be read: flag it anyway
+                problem = exc.reason
+        else:
+            _ensure_exists(upload)
         with db.transaction() as conn:
-            wrote = store_header(conn, name, header, upload, only_if_missing=True)
+            mark(conn, flag)
+            wrote = header is not None and store_header(conn, name, header, upload, only_if_missing=True)
+        if problem:
+            return Outcome(upload, FAILED, f"{flag} set; header: {problem}", name.site, notification)
         reason = f"{flag}; header read from the FITS file" if wrote else flag
         return Outcome(upload, INGESTED, reason, name.site, notification)
 
@@ -236,11 +246,14 @@ def ingest_data_file(upload: Upload, parsed: ParsedKey) -> Outcome:
         # Thumbnail first: a medium that is gone or cannot be decoded sets no flag (and cannot
         # bring back the row of an exposure that expired before a late redelivery).
         _make_thumbnail(upload, parsed)
-        mark("jpg_medium_exists", "jpg_small_exists")
+        with db.transaction() as conn:
+            mark(conn, "jpg_medium_exists", "jpg_small_exists")
         return Outcome(upload, INGESTED, "jpg_medium_exists; thumbnail written", name.site, notification)
 
     if name.ext == "jpg" and name.reduction == SMALL_JPG:
-        mark("jpg_small_exists")
+        _ensure_exists(upload)
+        with db.transaction() as conn:
+            mark(conn, "jpg_small_exists")
         return Outcome(upload, INGESTED, "jpg_small_exists", name.site, notification)
 
     return Outcome(
@@ -301,9 +314,11 @@ def _process(upload: Upload) -> Outcome:
         if "/" in upload.key and directory not in ROUTES:
             return Outcome(upload, IGNORED, f"not an archive directory: {exc.reason}", "unknown_site")
         return Outcome(upload, REJECTED, exc.reason, site_of(upload.key))
-    # Scheduled first and whatever the file's own outcome: the exposure's objects exist either way.
+    outcome = ROUTES[parsed.s3_directory](upload, parsed)
+    # After the file was handled (so it exists), whatever its own outcome; a file that is gone,
+    # e.g. a late redelivery after the exposure expired, schedules nothing.
     _schedule_expiry(upload, parsed)
-    return ROUTES[parsed.s3_directory](upload, parsed)
+    return outcome
 
 
 def ingest_upload(upload: Upload) -> Outcome:

@@ -303,3 +303,29 @@ def test_direct_events_report_statuses_and_unreadable_ones_are_dropped_with_a_re
     assert handler(event, None) == {"uploads": 2, "statuses": {"ingested": 1, "rejected": 1}}
     dropped = handler({"hello": "world"}, None)
     assert dropped["uploads"] == 0 and "no Records" in dropped["error"]
+
+
+@pytest.mark.parametrize("filename", ["EP01.fits.bz2", "EP10.fits", "EP11.jpg"])
+def test_late_redelivery_after_expiry_brings_nothing_back(stack, filename):
+    """An expiring exposure whose objects and row are gone: a late event for one of its files
+    creates no row and schedules no new expiry."""
+    s3, bucket = stack
+    key = f"data/{samples.BASE}-{filename}"
+    body = samples.fits_bytes() if "fits" in filename else samples.jpeg_bytes((96, 64))
+    put(s3, bucket, key, body)
+    assert deliver(bucket, (key, len(body))) == {"batchItemFailures": []}
+    tracker = aws.client("dynamodb")
+    table = get_settings().expiration_table
+    assert tracker.get_item(TableName=table, Key={"pk": {"S": samples.BASE}}).get("Item")
+
+    # What expiry does: the objects, the row and (by TTL) the tracker item go.
+    s3.delete_object(Bucket=bucket, Key=key)
+    with db.get_engine().begin() as conn:
+        db.delete_exposure(conn, samples.BASE)
+    tracker.delete_item(TableName=table, Key={"pk": {"S": samples.BASE}})
+
+    assert deliver(bucket, (key, len(body))) == {"batchItemFailures": []}
+    assert row(samples.BASE) is None
+    assert "Item" not in tracker.get_item(TableName=table, Key={"pk": {"S": samples.BASE}})
+    last = [i for i in log_items() if i["filename"] == key]
+    assert any(i["status"] == "failed" and "no longer exists" in i["reason"] for i in last)
