@@ -4,8 +4,9 @@ Every write is one `INSERT … ON CONFLICT (base_filename) DO UPDATE` that sets 
 file knows, so an exposure's files may land in any order, twice, or at the same moment from several
 Lambdas, and the row converges to the same state. One engine per process, reused across invocations.
 
-capture_date/sort_date rule (never NULL): DATE-OBS from the header when it has one; otherwise the
-earliest upload time seen for the exposure. That makes the date independent of arrival order too.
+capture_date/sort_date rule (never NULL): DATE-OBS from the header when it has a usable one;
+otherwise the earliest upload time seen for the exposure (`dated_by_header` tells which). That makes
+the date independent of arrival order too.
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ images = Table(
     Column("user_id", String),
     Column("header", Text),
     *(Column(flag, Boolean, nullable=False, server_default=text("false")) for flag in FLAGS),
+    # Ours, not part of the contract: whether capture_date came from DATE-OBS (then no file's upload
+    # time may move it) or from the earliest upload seen. Keeps the date independent of arrival order.
+    Column("dated_by_header", Boolean, nullable=False, server_default=text("false")),
 )
 
 # Columns a header fills; a header upsert sets exactly these (plus the dates).
@@ -77,9 +81,6 @@ HEADER_COLUMNS = (
     "username",
     "user_id",
 )
-
-# A header written by `header_json` that carried DATE-OBS contains this text.
-_DATE_OBS_MARK = '%"DATE-OBS": %'
 
 
 class DatabaseConfigError(RuntimeError):
@@ -218,10 +219,10 @@ _ROW_IDENTITY = ("base_filename", "site", "data_type", "capture_date", "sort_dat
 def _header_upsert(dialect: str, dated: bool, only_if_missing: bool) -> Any:
     """The header upsert, built once per variant; values are bound parameters at execution."""
     names = (*_ROW_IDENTITY, "header", *HEADER_COLUMNS)
-    stmt = _insert_for(dialect).values({name: bindparam(name) for name in names})
+    stmt = _insert_for(dialect).values({name: bindparam(name) for name in names}).values(dated_by_header=dated)
     ex = stmt.excluded
     new_date = ex.capture_date if dated else _earliest(dialect, images.c.capture_date, ex.capture_date)
-    update = {name: ex[name] for name in ("site", "data_type", "header", *HEADER_COLUMNS)}
+    update = {name: ex[name] for name in ("site", "data_type", "header", "dated_by_header", *HEADER_COLUMNS)}
     update.update(capture_date=new_date, sort_date=new_date)
     return stmt.on_conflict_do_update(
         index_elements=[images.c.base_filename],
@@ -234,9 +235,8 @@ def _header_upsert(dialect: str, dated: bool, only_if_missing: bool) -> Any:
 def _flag_upsert(dialect: str, flag: str) -> Any:
     stmt = _insert_for(dialect).values({name: bindparam(name) for name in _ROW_IDENTITY}).values({flag: True})
     ex = stmt.excluded
-    dated_by_header = images.c.header.like(_DATE_OBS_MARK)
     keep_or_earliest = {
-        col: case((dated_by_header, images.c[col]), else_=_earliest(dialect, images.c[col], ex[col]))
+        col: case((images.c.dated_by_header, images.c[col]), else_=_earliest(dialect, images.c[col], ex[col]))
         for col in ("capture_date", "sort_date")
     }
     return stmt.on_conflict_do_update(index_elements=[images.c.base_filename], set_={flag: True, **keep_or_earliest})

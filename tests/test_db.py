@@ -52,3 +52,41 @@ def test_transactions_outside_a_batch_scope_use_the_engine_directly(database):
                      flag="jpg_small_exists", upload_time=dt.datetime(2022, 6, 29))
     with db.get_engine().connect() as conn:
         assert db.get_row(conn, "sro-kb001ms-20220629-00000009")["jpg_small_exists"] is True
+
+
+def test_capture_date_converges_when_date_obs_is_present_but_unusable(database):
+    """DATE-OBS = 'N/A': the date is the earliest upload, whichever file came first."""
+    import datetime as dt
+
+    early, late = dt.datetime(2022, 6, 29, 1), dt.datetime(2022, 6, 29, 5)
+    header = {"DATE-OBS": "N/A", "FILTER": "ip"}
+
+    def header_at(conn, base: str, when: dt.datetime) -> None:
+        db.upsert_header(conn, base_filename=base, site="sro", data_type="EX", header=header,
+                         columns={}, capture_date=None, upload_time=when)
+
+    def flag_at(conn, base: str, when: dt.datetime) -> None:
+        db.mark_file(conn, base_filename=base, site="sro", data_type="EX", flag="fits_10_exists", upload_time=when)
+
+    a, b = "sro-kb001ms-20220629-00000001", "sro-kb001ms-20220629-00000002"
+    with db.get_engine().begin() as conn:
+        flag_at(conn, a, early)
+        header_at(conn, a, late)
+        header_at(conn, b, late)
+        flag_at(conn, b, early)
+        rows = [db.get_row(conn, base) for base in (a, b)]
+    assert [r["capture_date"] for r in rows] == [early, early]
+    assert [r["sort_date"] for r in rows] == [early, early]
+
+
+def test_a_date_from_date_obs_is_never_moved_by_a_file_upload(database):
+    import datetime as dt
+
+    date_obs = dt.datetime(2022, 6, 29, 3)
+    base = "sro-kb001ms-20220629-00000003"
+    with db.get_engine().begin() as conn:
+        db.upsert_header(conn, base_filename=base, site="sro", data_type="EX", header={"DATE-OBS": "x"},
+                         columns={}, capture_date=date_obs, upload_time=dt.datetime(2022, 6, 30))
+        db.mark_file(conn, base_filename=base, site="sro", data_type="EX", flag="jpg_small_exists",
+                     upload_time=dt.datetime(2022, 6, 28))
+        assert db.get_row(conn, base)["capture_date"] == date_obs
