@@ -148,14 +148,18 @@ def find_channel(site: str, base_filename: str) -> int:
     return channel
 
 
-def apply_info_file(name: ParsedName, key: str, header: Mapping[str, str] | None, now: dt.datetime) -> int:
+def apply_info_file(
+    name: ParsedName, key: str, header: Mapping[str, str] | None, now: dt.datetime, channel: int | None = None
+) -> int:
     """Record one info-image file on its channel item and return the channel number (1-3).
 
     `now` (naive UTC datetime) starts the item's TTL. Raises NoChannel when the site's metadata has
-    no channel for the exposure; nothing is written then. Never touches the `images` table.
+    no channel for the exposure; nothing is written then. Never touches the `images` table. A caller
+    that already looked the channel up passes it, so one file reads the metadata once.
     """
     settings = get_settings()
-    channel = find_channel(name.site, name.base_filename)
+    if channel is None:
+        channel = find_channel(name.site, name.base_filename)
     per_file = file_fields(name, key, header)
     if not per_file:
         return channel

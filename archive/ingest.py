@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from archive.datastream import Notification
 from archive.filenames import FilenameError, ParsedKey, ParsedName, parse_key, site_of
@@ -52,7 +52,6 @@ class Outcome:
     reason: str
     site: str
     notification: Notification | None = None
-    details: dict[str, object] = field(default_factory=dict)
 
 
 class RetryableError(Exception):
@@ -63,13 +62,12 @@ class RetryableError(Exception):
         self.reason = reason
 
 
-class PermanentError(Exception):
-    """A failure no retry can fix: logged with its status and reason, never retried."""
+@dataclass(frozen=True, slots=True)
+class PermanentError:
+    """What a failure no retry can fix stands for: the upload-log status and the reason."""
 
-    def __init__(self, status: str, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
+    status: str
+    reason: str
 
 
 def utc_now() -> dt.datetime:
@@ -104,8 +102,6 @@ def _is_missing_object(exc: BaseException) -> bool:
 
 def _permanent_from(exc: BaseException) -> PermanentError | None:
     """Map a known domain error to the permanent failure it stands for, or None."""
-    if isinstance(exc, PermanentError):
-        return exc
     if isinstance(exc, FilenameError):
         return PermanentError(REJECTED, exc.reason)
     if isinstance(exc, HeaderError):
@@ -270,14 +266,14 @@ def ingest_info_file(upload: Upload, parsed: ParsedKey) -> Outcome:
     if name.ext != "txt" and not file_fields(name, upload.key, None):
         return Outcome(upload, IGNORED, f"channel {channel} has no field for reduction {name.reduction}", name.site)
     header = fetch_text_header(upload.bucket, upload.key) if name.ext == "txt" else None
-    channel = apply_info_file(name, upload.key, header, upload.event_time)
+    apply_info_file(name, upload.key, header, upload.event_time, channel)
     reason = f"channel {channel}"
     if name.ext == "jpg" and name.reduction in MEDIUM_JPG:
         thumbnail_key = _make_thumbnail(upload, parsed)
-        apply_info_file(name.sibling(SMALL_JPG, "jpg"), thumbnail_key, None, upload.event_time)
+        apply_info_file(name.sibling(SMALL_JPG, "jpg"), thumbnail_key, None, upload.event_time, channel)
         reason += "; thumbnail written"
     notification = Notification(parsed.s3_directory, name.base_filename, name.site, channel)
-    return Outcome(upload, INGESTED, reason, name.site, notification, {"channel": channel})
+    return Outcome(upload, INGESTED, reason, name.site, notification)
 
 
 def ingest_allsky_file(upload: Upload, parsed: ParsedKey) -> Outcome:
