@@ -59,6 +59,7 @@ class Settings:
     thumbnail_quality: int = 85
     thumbnail_cache_control: str = "public, max-age=31536000, immutable"
     thumbnail_max_pixels: int = 100_000_000
+    thumbnail_max_bytes: int = 64 * 1024 * 1024
     fits_header_max_bytes: int = 2_880 * 400
     log_level: str = "INFO"
 
@@ -95,6 +96,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         thumbnail_quality=_int(env, "THUMBNAIL_QUALITY", 85),
         thumbnail_cache_control=env.get("THUMBNAIL_CACHE_CONTROL", "public, max-age=31536000, immutable"),
         thumbnail_max_pixels=_int(env, "THUMBNAIL_MAX_PIXELS", 100_000_000),
+        thumbnail_max_bytes=_int(env, "THUMBNAIL_MAX_BYTES", 64 * 1024 * 1024),
         fits_header_max_bytes=_int(env, "FITS_HEADER_MAX_BYTES", 2_880 * 400),
         log_level=env.get("LOG_LEVEL", "INFO"),
     )

@@ -205,7 +205,15 @@ def write_thumbnail(bucket: str, medium_key: str, thumbnail_key: str) -> int:
 
     settings = get_settings()
     s3 = client("s3")
-    data = s3.get_object(Bucket=bucket, Key=medium_key)["Body"].read()
+    response = s3.get_object(Bucket=bucket, Key=medium_key)
+    size = int(response.get("ContentLength") or 0)
+    if size > settings.thumbnail_max_bytes:
+        response["Body"].close()
+        # Refused before reading: a huge misnamed file must not exhaust the Lambda's memory.
+        raise ThumbnailError(
+            FAILED, f"medium JPG is {size} bytes, over the {settings.thumbnail_max_bytes}-byte limit"
+        )
+    data = response["Body"].read()
     thumbnail = make_thumbnail(
         data, settings.thumbnail_height_px, settings.thumbnail_quality, max_pixels=settings.thumbnail_max_pixels
     )

@@ -341,3 +341,13 @@ def test_write_thumbnail_lets_a_missing_medium_raise_no_such_key(s3, bucket):
     with pytest.raises(ClientError) as caught:
         write_thumbnail(bucket, MEDIUM_KEY, SMALL_KEY)
     assert caught.value.response["Error"]["Code"] == "NoSuchKey"
+
+
+def test_write_thumbnail_refuses_a_medium_over_the_byte_limit_before_reading_it(s3, bucket, settings_env):
+    body = sky_jpeg(1536, 1024, "RGB")
+    s3.put_object(Bucket=bucket, Key=MEDIUM_KEY, Body=body)
+    settings_env(THUMBNAIL_MAX_BYTES=str(len(body) - 1))
+    with pytest.raises(ThumbnailError) as caught:
+        write_thumbnail(bucket, MEDIUM_KEY, SMALL_KEY)
+    assert caught.value.status == "failed" and "byte limit" in caught.value.reason
+    assert aws.client("s3").list_objects_v2(Bucket=bucket, Prefix=SMALL_KEY).get("KeyCount") == 0
