@@ -12,6 +12,7 @@ import importlib
 
 COMMAND_MODULES = (
     "archive.migrate_cmd",
+    "archive.expiry_cmd",
     "archive.local.serve",
     "archive.simulate",
     "archive.local.demo",

@@ -113,3 +113,24 @@ def expire_exposure(s3_directory: str, base_filename: str) -> ExpiryResult:
         "exposure expired", extra={"prefix": prefix, "objects_deleted": objects, "rows_deleted": rows}
     )
     return ExpiryResult(objects, rows)
+
+
+def cancel_expiry(base_filename: str, now: dt.datetime) -> bool:
+    """Keep an exposure for good: its tracker item loses its TTL and stays as a marker.
+
+    Deleting the tracker item by hand also stops the deletion (the expire function acts only on
+    removals made by TTL), but the next file or redelivery of the exposure would schedule it again.
+    The marker makes `schedule_expiry`'s conditional put refuse. True when an expiry was pending.
+    """
+    parse_base_filename(base_filename)
+    ddb = client("dynamodb")
+    response = ddb.update_item(
+        TableName=get_settings().expiration_table,
+        Key={"pk": {"S": base_filename}},
+        UpdateExpression="REMOVE expiration_timestamp_s SET cancelled_at_s = :now",
+        ExpressionAttributeValues={":now": {"N": str(int(epoch_seconds(now)))}},
+        ReturnValues="ALL_OLD",
+    )
+    was_pending = "expiration_timestamp_s" in response.get("Attributes", {})
+    logger.info("expiry cancelled", extra={"base_filename": base_filename, "was_pending": was_pending})
+    return was_pending

@@ -162,3 +162,26 @@ def test_keys_s3_refuses_to_delete_raise_so_the_expiry_is_retried(database, aws_
         )
         with pytest.raises(ExpiryError, match="AccessDenied"):
             expire_exposure("data", BASE)
+
+
+def test_a_cancelled_expiry_is_never_scheduled_again(aws_stack, capsys):
+    from archive.cli import main
+
+    name = parse_filename("sro-kb001ms-20220629-00010442-EP01.fits")
+    now = dt.datetime(2022, 6, 29, 4)
+    assert schedule_expiry("data", name, now)
+    assert main(["expiry", "cancel", name.base_filename]) == 0
+    assert "expiry cancelled" in capsys.readouterr().out
+    table = get_settings().expiration_table
+    item = aws.client("dynamodb").get_item(TableName=table, Key={"pk": {"S": name.base_filename}})["Item"]
+    assert "expiration_timestamp_s" not in item and "cancelled_at_s" in item  # no TTL: never removed
+    assert not schedule_expiry("data", name, now + dt.timedelta(days=1))  # a later file changes nothing
+    assert "expiration_timestamp_s" not in aws.client("dynamodb").get_item(
+        TableName=table, Key={"pk": {"S": name.base_filename}})["Item"]
+
+
+def test_cancelling_an_invalid_base_filename_says_why(aws_stack, capsys):
+    from archive.cli import main
+
+    assert main(["expiry", "cancel", "not-a-base"]) == 2
+    assert "must be site-instrument-YYYYMMDD-counter" in capsys.readouterr().out
