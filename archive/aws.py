@@ -57,3 +57,12 @@ def is_throttling(exc: BaseException) -> bool:
             "InternalError", "TransactionConflictException",
         }
     return False
+
+
+def is_missing_object(exc: BaseException) -> bool:
+    """True for S3's answer to a key that does not exist (404; the role may list the bucket)."""
+    from botocore.exceptions import ClientError
+
+    if not isinstance(exc, ClientError):
+        return False
+    return str(exc.response.get("Error", {}).get("Code", "")) in {"NoSuchKey", "404", "NotFound"}

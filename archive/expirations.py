@@ -26,6 +26,8 @@ from archive.uploads_log import epoch_seconds
 logger = logging.getLogger(__name__)
 
 DELETE_BATCH = 1_000  # DeleteObjects' limit
+# How a stream record says DynamoDB's TTL made the REMOVE (a person's delete carries their identity).
+TTL_IDENTITY = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import math
 import re
 from typing import Any
 
-from archive.aws import client
+from archive.aws import client, is_missing_object
 from archive.headers import Header, HeaderError, parse_header
 from archive.settings import get_settings
 
@@ -34,7 +34,6 @@ FIRST_READ = BLOCK * 8  # most headers (< ~290 cards) and an fpack primary+table
 GROWTH = 4
 # bzip2 decompresses whole blocks of up to 900 kB; a block of incompressible data is a little bigger.
 BZ2_BLOCK_MAX = 1_000_000
-_MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 
 
 class ObjectMissing(HeaderError):
@@ -82,7 +81,7 @@ class RangedObject:
         except ClientError as exc:
             error = exc.response.get("Error", {})
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if str(error.get("Code", "")) in _MISSING_CODES:
+            if is_missing_object(exc):
                 raise ObjectMissing() from exc
             if error.get("Code") == "InvalidRange" or status == 416:  # start is past the end
                 self.size = start if self.size is None else self.size

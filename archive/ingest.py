@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from archive.aws import is_missing_object
 from archive.datastream import Notification
 from archive.filenames import FilenameError, ParsedKey, ParsedName, parse_key, site_of
 from archive.headers import HeaderError
@@ -91,22 +92,13 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
-def _is_missing_object(exc: BaseException) -> bool:
-    from botocore.exceptions import ClientError
-
-    if not isinstance(exc, ClientError):
-        return False
-    code = str(exc.response.get("Error", {}).get("Code", ""))
-    return code in {"NoSuchKey", "404", "NotFound"}
-
-
 def _permanent_from(exc: BaseException) -> PermanentError | None:
     """Map a known domain error to the permanent failure it stands for, or None."""
     if isinstance(exc, FilenameError):
         return PermanentError(REJECTED, exc.reason)
     if isinstance(exc, HeaderError):
         return PermanentError(FAILED, f"header: {exc.reason}")
-    if _is_missing_object(exc):
+    if is_missing_object(exc):
         return PermanentError(FAILED, "object no longer exists (deleted before it could be read)")
     if isinstance(exc, ThumbnailError):
         return PermanentError(exc.status, f"thumbnail: {exc.reason}")

@@ -18,14 +18,13 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from boto3.dynamodb.types import TypeDeserializer
 
-from archive.expirations import expire_exposure
+from archive.expirations import TTL_IDENTITY, expire_exposure
 from archive.filenames import FilenameError
 from archive.settings import get_settings
 
 logger = Logger(service="photonranch-archive-expire", level=get_settings().log_level)
 copy_config_to_registered_loggers(source_logger=logger, include={"archive"})
 
-TTL_IDENTITY = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
 _deserializer = TypeDeserializer()
 
 

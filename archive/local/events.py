@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote_plus
 
+from archive.expirations import TTL_IDENTITY
+
 # What DynamoDB puts in `userIdentity` of a stream record for a deletion made by TTL.
-TTL_IDENTITY = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
 
 
 def _iso(moment: dt.datetime) -> str:
