@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archive.local.events import LambdaContext, StreamSequence, ttl_remove_record, ttl_value
+from archive.local.loop import BackgroundLoop
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,9 @@ def _failed_sequence_numbers(response: Any) -> set[str] | None:
     return {str(f.get("itemIdentifier")) for f in response["batchItemFailures"] or [] if isinstance(f, dict)}
 
 
-class TtlSweeper:
+class TtlSweeper(BackgroundLoop):
+    thread_name = "ttl-sweeper"
+
     def __init__(
         self,
         ddb: Any,
@@ -97,17 +100,15 @@ class TtlSweeper:
         max_attempts: int = 5,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(interval=interval)  # a failed sweep is simply tried at the next interval
         self.ddb = ddb
         self.tables = tables
         self.stream_handlers = stream_handlers
         self.region = region
-        self.interval = interval
         self.max_attempts = max_attempts
         self.clock = clock
         self._sequence = StreamSequence()
         self._pending: dict[str, list[_Pending]] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.lock = threading.Lock()  # one sweep at a time (the thread, or a test calling sweep_once)
 
     def _expired(self, table: TtlTable, now: int) -> list[dict[str, Any]]:
@@ -192,20 +193,5 @@ class TtlSweeper:
         self._pending[table.name] = keep
         return delivered, dropped
 
-    def run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.sweep_once()
-            except Exception:  # noqa: BLE001 - a sweep that fails is tried again next interval
-                if self._stop.is_set():
-                    break
-                logger.exception("TTL sweep failed")
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name="ttl-sweeper", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 30) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+    def step(self) -> SweepResult:
+        return self.sweep_once()

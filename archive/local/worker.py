@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Any
 
 from archive.filenames import decode_event_key
 from archive.local.events import LambdaContext, failed_message_ids, sqs_event
+from archive.local.loop import BackgroundLoop
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +66,10 @@ def default_handler() -> Handler:
     return handler
 
 
-class IngestWorker:
+class IngestWorker(BackgroundLoop):
     """Poll one queue and feed its messages to a Lambda handler until stopped."""
+
+    thread_name = "ingest-worker"
 
     def __init__(
         self,
@@ -84,6 +86,8 @@ class IngestWorker:
     ) -> None:
         if not 1 <= batch_size <= 10:
             raise ValueError("SQS batches hold 1 to 10 messages")
+        # No wait between polls (the receive itself long-polls); a second's pause after an error.
+        super().__init__(interval=0.0, error_pause=1.0)
         self.sqs = sqs
         self.queue_url = queue_url
         self.handler = handler
@@ -96,8 +100,6 @@ class IngestWorker:
         self.queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
             "QueueArn"
         ]
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.batches = 0
 
     def poll_once(self) -> list[Delivery]:
@@ -152,23 +154,5 @@ class IngestWorker:
             ]
             self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
 
-    def run(self) -> None:
-        """Poll until `stop()`; an error talking to the queue is logged and retried after a pause."""
-        while not self._stop.is_set():
-            try:
-                self.poll_once()
-            except Exception:  # noqa: BLE001 - the worker outlives a hiccup of the local server
-                if self._stop.is_set():
-                    break
-                logger.exception("ingest worker: polling failed; retrying in 1 s")
-                self._stop.wait(1)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name="ingest-worker", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 30) -> None:
-        """Finish the batch in hand (never abandon a half-processed batch), then return."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+    def step(self) -> list[Delivery]:
+        return self.poll_once()
