@@ -31,40 +31,22 @@ def _parse_time(value: Any) -> dt.datetime:
     return parsed
 
 
-def _from_s3_record(record: dict[str, Any]) -> Upload | None:
-    if not str(record.get("eventName", "")).startswith("ObjectCreated"):
-        return None
+def _upload(part: Any, event_time: Any, *, url_encoded: bool, shape: str) -> Upload:
+    """Both shapes nest `bucket.name` and `object.key`/`object.size` alike: S3 records under `s3`,
+    EventBridge under `detail`. S3 URL-encodes the key; EventBridge carries it as stored."""
     try:
-        s3 = record["s3"]
-        bucket = s3["bucket"]["name"]
-        raw_key = s3["object"]["key"]
-        size = _size(s3["object"].get("size"))
+        bucket = part["bucket"]["name"]
+        key = part["object"]["key"]
+        raw_size = part["object"].get("size")
     except (KeyError, TypeError, AttributeError) as exc:
-        raise EventError(f"S3 record without bucket/key: missing {exc}") from None
-    if not isinstance(bucket, str) or not isinstance(raw_key, str) or not raw_key:
-        raise EventError("S3 record whose bucket or key is not a string")
-    return Upload(bucket, decode_event_key(raw_key), size, _parse_time(record.get("eventTime")))
-
-
-def _size(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        raise EventError(f"object size {value!r} is not a number") from None
-
-
-def _from_eventbridge(event: dict[str, Any]) -> Upload:
-    try:
-        detail = event["detail"]
-        bucket = detail["bucket"]["name"]
-        key = detail["object"]["key"]
-        size = _size(detail["object"].get("size"))
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise EventError(f"EventBridge Object Created event without bucket/key: missing {exc}") from None
+        raise EventError(f"{shape} without bucket/key: missing {exc}") from None
     if not isinstance(bucket, str) or not isinstance(key, str) or not key:
-        raise EventError("EventBridge event whose bucket or key is not a string")
-    # EventBridge carries the key as stored, not URL-encoded.
-    return Upload(bucket, key, size, _parse_time(event.get("time")))
+        raise EventError(f"{shape} whose bucket or key is not a string")
+    try:
+        size = int(raw_size or 0)
+    except (TypeError, ValueError):
+        raise EventError(f"object size {raw_size!r} is not a number") from None
+    return Upload(bucket, decode_event_key(key) if url_encoded else key, size, _parse_time(event_time))
 
 
 def uploads_in(payload: Any) -> list[Upload]:
@@ -79,7 +61,9 @@ def uploads_in(payload: Any) -> list[Upload]:
     if payload.get("Event") == "s3:TestEvent":
         return []
     if payload.get("source") == "aws.s3":
-        return [_from_eventbridge(payload)] if payload.get("detail-type") == "Object Created" else []
+        if payload.get("detail-type") != "Object Created":
+            return []
+        return [_upload(payload.get("detail"), payload.get("time"), url_encoded=False, shape="EventBridge event")]
     if payload.get("Type") == "Notification" and "Message" in payload:  # SNS envelope inside SQS
         return uploads_in(payload["Message"])
     records = payload.get("Records")
@@ -91,9 +75,8 @@ def uploads_in(payload: Any) -> list[Upload]:
             raise EventError("a record is not an object")
         source = record.get("eventSource") or record.get("EventSource")
         if source == "aws:s3":
-            upload = _from_s3_record(record)
-            if upload is not None:
-                uploads.append(upload)
+            if str(record.get("eventName", "")).startswith("ObjectCreated"):
+                uploads.append(_upload(record.get("s3"), record.get("eventTime"), url_encoded=True, shape="S3 record"))
         elif source == "aws:sns":
             sns = record.get("Sns")
             uploads.extend(uploads_in(sns.get("Message", "") if isinstance(sns, dict) else ""))
