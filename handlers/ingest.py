@@ -27,19 +27,15 @@ logger = Logger(service="photonranch-archive-ingest", level=get_settings().log_l
 copy_config_to_registered_loggers(source_logger=logger, include={"archive"})
 
 
-def _ingest_message(body: str, message_id: str) -> list[Outcome]:
+def _record_handler(record: SQSRecord) -> list[Outcome]:
     try:
-        uploads = uploads_in(body)
+        uploads = uploads_in(record.body)
     except EventError as exc:
         # Unreadable forever: say so loudly, with the body, and do not retry it.
-        logger.error("unreadable message dropped", extra={"message_id": message_id, "reason": str(exc),
-                                                          "body": body[:2000]})
+        logger.error("unreadable message dropped", extra={"message_id": record.message_id, "reason": str(exc),
+                                                          "body": record.body[:2000]})
         return []
     return [ingest_upload(upload) for upload in uploads]
-
-
-def _record_handler(record: SQSRecord) -> list[Outcome]:
-    return _ingest_message(record.body, record.message_id)
 
 
 def _notify(outcomes: list[Outcome]) -> None:
