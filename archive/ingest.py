@@ -25,11 +25,11 @@ from archive.datastream import Notification
 from archive.filenames import FilenameError, ParsedKey, ParsedName, parse_key, site_of
 from archive.headers import HeaderError
 from archive.info_images import NoChannel
-from archive.thumbnails import ThumbnailError  # light: Pillow loads only when a JPEG is handled
+from archive.thumbnails import ThumbnailError
+from archive.uploads_log import FAILED, IGNORED, INGESTED, REJECTED  # light: Pillow loads only when a JPEG is handled
 
 logger = logging.getLogger(__name__)
 
-INGESTED, IGNORED, REJECTED, FAILED = "ingested", "ignored", "rejected", "failed"
 
 FITS_FLAGS = {"00": "fits_01_exists", "01": "fits_01_exists", "10": "fits_10_exists", "13": "fits_10_exists"}
 MEDIUM_JPG = ("10", "13")

@@ -22,10 +22,10 @@ import math
 import warnings
 from typing import TYPE_CHECKING
 
+from archive.uploads_log import FAILED, REJECTED
+
 if TYPE_CHECKING:
     from PIL import Image
-
-REJECTED, FAILED = "rejected", "failed"
 
 # Decode at no less than this multiple of the target size, then Lanczos-resample to it. libvips keeps 2;
 # 1.75 lets a 3000×2000 frame decode at 1/8 (exact 8×8 block means, 375×250) instead of 1/4, which is

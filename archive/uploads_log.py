@@ -18,7 +18,8 @@ from typing import Any
 from archive.aws import client
 from archive.settings import get_settings
 
-STATUSES = ("ingested", "ignored", "rejected", "failed")
+INGESTED, IGNORED, REJECTED, FAILED = "ingested", "ignored", "rejected", "failed"
+STATUSES = (INGESTED, IGNORED, REJECTED, FAILED)  # DESIGN.md 2.3
 UNKNOWN_SITE = "unknown_site"
 REASON_MAX_CHARS = 2_000  # a reason is for people; an exception text must not approach the 400 KB item limit
 
