@@ -166,7 +166,7 @@ def bench_cold_start(url: str, texts: list[tuple[str, str]], runs: int = 7) -> d
 
     from archive import aws
     from archive.local.postgres import free_port
-    from archive.provision import provision_all
+    from archive.local.provision import provision_all
     from archive.settings import get_settings
     from tests.samples import s3_record, sqs_event
 

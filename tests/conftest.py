@@ -75,7 +75,7 @@ def aws_stack(monkeypatch: pytest.MonkeyPatch):
     """moto in-process with the bucket, tables and queues provisioned."""
     from moto import mock_aws
 
-    from archive.provision import provision_all
+    from archive.local.provision import provision_all
 
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     get_settings.cache_clear()

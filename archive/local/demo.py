@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from archive.local.simulate import Exposure, SimulationResult, SiteRun, UploadRecord
 from archive.local.worker import Delivery
-from archive.simulate import Exposure, SimulationResult, SiteRun, UploadRecord
 
 DEMO_SITES = ("tst", "mrc")
 EXPIRING_SITE = "tst"
@@ -333,9 +333,9 @@ def wait_for(done_log: DeliveryLog, expected: set[str], deadline: float, progres
 
 def run_demo(args: argparse.Namespace) -> DemoReport:
     from archive.local.contact_sheet import contact_sheet
+    from archive.local.simulate import simulate
     from archive.local.stack import LocalStack, StackOptions
     from archive.settings import get_settings
-    from archive.simulate import simulate
 
     started = time.time()
     log = DeliveryLog()
@@ -418,33 +418,3 @@ def run_demo(args: argparse.Namespace) -> DemoReport:
         print("stopping the local stack…", flush=True)
     report.seconds_total = time.time() - started
     return report
-
-
-def run(args: argparse.Namespace) -> int:
-    from archive.local.stack import StackError
-
-    try:
-        report = run_demo(args)
-    except StackError as exc:
-        print(f"error: {exc}")
-        return 2
-    print(report.format(), flush=True)
-    if not report.checks or not report.checks[0].ok:
-        return 2
-    return 0 if report.ok else 1
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "demo",
-        help="run the whole pipeline locally, check the outcome and print throughput and latency",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--exposures", type=int, default=20, help="exposures per site (default: %(default)s)")
-    parser.add_argument("--timeout", type=float, default=180, help="seconds to wait for processing (default: 180)")
-    parser.add_argument("--port", type=int, default=0, help="moto's port (default: any free one)")
-    parser.add_argument("--state-dir", type=Path, default=Path(".archive"), help="default: %(default)s")
-    parser.add_argument("--columns", type=int, default=8, help="contact sheet columns (default: %(default)s)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.set_defaults(func=run)

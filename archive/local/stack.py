@@ -2,7 +2,7 @@
 
 `LocalStack.start()` brings up, in this process:
 - moto's server (S3, SQS, DynamoDB) on `host:port`, emptied first, with the bucket, the three tables,
-  the ingest queue and its dead-letter queue, the datastream queue (archive.provision) and the bucket
+  the ingest queue and its dead-letter queue, the datastream queue (archive.local.provision) and the bucket
   notification S3 ObjectCreated → ingest queue;
 - a database: DATABASE_URL when set, else an embedded PostgreSQL cluster under the state directory,
   else (no PostgreSQL installed) a SQLite file; migrated;
@@ -262,9 +262,9 @@ class LocalStack:
         urllib.request.urlopen(urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")).read()
 
     def _provision(self) -> None:
-        from archive import bucket
+        from archive import bucket_config as bucket
         from archive.aws import client
-        from archive.provision import provision_bucket, provision_queues, provision_tables
+        from archive.local.provision import provision_bucket, provision_queues, provision_tables
         from archive.settings import get_settings
 
         settings = get_settings()

@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from archive import aws
 from archive.fits_header import ObjectMissing, read_fits_header
 from archive.headers import HeaderError
-from tests.test_headers import assert_same_as
+from tests.unit.test_headers import assert_same_as
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:astropy.*")
 

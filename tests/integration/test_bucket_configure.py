@@ -7,7 +7,7 @@ import json
 import pytest
 
 from archive import aws
-from archive.bucket import LIFECYCLE_RULES, plan
+from archive.bucket_config import LIFECYCLE_RULES, plan
 from archive.cli import main
 from archive.settings import get_settings
 

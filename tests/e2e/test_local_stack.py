@@ -25,18 +25,18 @@ from sqlalchemy import select
 
 import db
 from archive import aws
+from archive.cli.serve import usage
 from archive.local.demo import DeliveryLog, expected_keys, thumbnail_key
 from archive.local.postgres import PostgresUnavailable
-from archive.local.serve import usage
+from archive.local.simulate import SiteRun, make_exposure, render_files, simulate
 from archive.local.stack import LocalStack, StackError, StackOptions, open_database, parse_env_file
 from archive.local.sweeper import TtlSweeper, describe_ttl_tables
 from archive.settings import get_settings
-from archive.simulate import SiteRun, make_exposure, render_files, simulate
 from handlers import expire
 from handlers.ingest import handler as ingest_handler
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:

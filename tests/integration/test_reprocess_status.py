@@ -11,10 +11,10 @@ from sqlalchemy import select
 
 import db
 from archive import aws
-from archive.reprocess import StoredObject, list_objects, parse_since, replay_through_handler, selected
+from archive.cli.reprocess import StoredObject, list_objects, parse_since, replay_through_handler, selected
+from archive.cli.status import counts_by_site, format_table, queue_depths, recent, status_table
+from archive.local.simulate import make_exposure, render_files
 from archive.settings import get_settings
-from archive.simulate import make_exposure, render_files
-from archive.status import counts_by_site, format_table, queue_depths, recent, status_table
 
 UTC = dt.UTC
 

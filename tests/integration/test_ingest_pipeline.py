@@ -257,7 +257,7 @@ def test_a_header_event_loads_neither_astropy_nor_pillow(database, database_url)
     from moto.server import ThreadedMotoServer
 
     from archive.local.postgres import free_port
-    from archive.provision import provision_all
+    from archive.local.provision import provision_all
     from tests.samples import s3_record, sqs_event
 
     port = free_port()

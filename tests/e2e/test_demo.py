@@ -23,8 +23,8 @@ from archive.local.demo import (
     thumbnail_key,
     tile_label,
 )
+from archive.local.simulate import UploadRecord, make_exposure
 from archive.local.worker import Delivery
-from archive.simulate import UploadRecord, make_exposure
 
 
 def upload(key: str, finished: float = 100.0) -> UploadRecord:

@@ -14,7 +14,7 @@ from PIL import Image
 
 from archive.filenames import parse_key
 from archive.headers import capture_date, header_columns, parse_header
-from archive.simulate import (
+from archive.local.simulate import (
     FILE_LETTERS,
     airmass,
     alt_az,

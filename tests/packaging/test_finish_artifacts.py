@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "deploy"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "deploy"))
 import finish_artifacts as finish  # noqa: E402
 
 

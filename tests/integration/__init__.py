@@ -1,0 +1,1 @@
+"""The core against a real PostgreSQL and moto (in-process)."""

@@ -1,0 +1,1 @@
+"""The deployment: template, function zips, packaging steps."""
