@@ -2,7 +2,9 @@
 
 Every write is one `INSERT … ON CONFLICT (base_filename) DO UPDATE` that sets only what the arriving
 file knows, so an exposure's files may land in any order, twice, or at the same moment from several
-Lambdas, and the row converges to the same state. One engine per process, reused across invocations.
+Lambdas, and the row converges to the same state. One engine per URL per process, reused across
+invocations. This module knows nothing of the archive's settings or AWS (photonranch-api mirrors it):
+callers pass the URL, and `archive.database` finds it (DATABASE_URL or an SSM parameter).
 
 capture_date/sort_date rule (never NULL): DATE-OBS from the header when it has a usable one;
 otherwise the earliest upload time seen for the exposure (`dated_by_header` tells which). That makes
@@ -13,12 +15,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass
+from collections.abc import Mapping
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -38,6 +36,8 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 metadata = MetaData()
@@ -83,37 +83,16 @@ HEADER_COLUMNS = (
 )
 
 
-class DatabaseConfigError(RuntimeError):
-    """No database URL could be found (neither DATABASE_URL nor an SSM parameter)."""
-
-
 def header_json(header: Mapping[str, str]) -> str:
     """The `header` column's JSON: every keyword mapped to its value as a string."""
     return json.dumps(dict(header), ensure_ascii=False)
 
 
-@cache
-def _ssm_database_url(parameter: str) -> str:
-    from archive.aws import client
-
-    return client("ssm").get_parameter(Name=parameter, WithDecryption=True)["Parameter"]["Value"]
-
-
-def database_url() -> str:
-    from archive.settings import get_settings
-
-    settings = get_settings()
-    if settings.database_url:
-        return settings.database_url
-    if settings.database_url_ssm_param:
-        return _ssm_database_url(settings.database_url_ssm_param)
-    raise DatabaseConfigError("set DATABASE_URL or DATABASE_URL_SSM_PARAM")
-
-
 _ENGINES: dict[str, Engine] = {}
 
 
-def _engine(url: str) -> Engine:
+def engine_for(url: str) -> Engine:
+    """The process's engine for `url`, created on first use and reused by later invocations."""
     engine = _ENGINES.get(url)
     if engine is not None:
         return engine
@@ -132,11 +111,6 @@ def _engine(url: str) -> Engine:
     return _ENGINES.setdefault(url, engine)
 
 
-def get_engine() -> Engine:
-    """The process's engine, created on first use and reused by later invocations."""
-    return _engine(database_url())
-
-
 def dispose_engines() -> None:
     """Close pooled connections and forget engines (tests, or after a fork)."""
     while _ENGINES:
@@ -144,68 +118,9 @@ def dispose_engines() -> None:
         engine.dispose()
 
 
-def migrate(url: str | None = None) -> None:
-    """Apply Alembic migrations (creates `images`, or adopts an existing production table)."""
-    from alembic import command
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
-    cfg.set_main_option("sqlalchemy.url", (url or database_url()).replace("%", "%%"))
-    command.upgrade(cfg, "head")
-
-
-@dataclass
-class _BatchScope:
-    connection: Connection | None = None
-
-
-_batch: ContextVar[_BatchScope | None] = ContextVar("archive_db_batch", default=None)
-
-
-@contextmanager
-def batch_scope() -> Iterator[None]:
-    """Share one pooled connection among the transactions of a batch.
-
-    One checkout (and one liveness ping) per invocation instead of one per statement; each file
-    still commits in its own transaction. A connection broken mid-batch is replaced on next use.
-    """
-    if _batch.get() is not None:
-        yield
-        return
-    scope = _BatchScope()
-    token = _batch.set(scope)
-    try:
-        yield
-    finally:
-        _batch.reset(token)
-        if scope.connection is not None:
-            scope.connection.close()
-
-
-@contextmanager
-def transaction() -> Iterator[Connection]:
-    """A committed-on-success transaction, on the batch's connection when inside `batch_scope`."""
-    scope = _batch.get()
-    if scope is None:
-        with get_engine().begin() as conn:
-            yield conn
-        return
-    if scope.connection is None or scope.connection.closed or scope.connection.invalidated:
-        if scope.connection is not None:
-            scope.connection.close()
-            scope.connection = None
-        scope.connection = get_engine().connect()
-    with scope.connection.begin():
-        yield scope.connection
-
-
-def _insert_for(dialect: str):  # noqa: ANN202 - dialect-specific Insert
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(images)
+def _insert_for(dialect: str) -> Any:
+    """An INSERT with ON CONFLICT support for the dialect (PostgreSQL; SQLite for the no-server fallback)."""
+    return (postgresql_insert if dialect == "postgresql" else sqlite_insert)(images)
 
 
 def _earliest(dialect: str, a: Any, b: Any) -> Any:

@@ -9,21 +9,22 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
 from archive.settings import get_settings
 
 
 @cache
 def _session() -> Any:
     # One session for every client: each new session loads botocore's endpoint data again (~50 ms).
-    import boto3  # deferred: the cold start of paths that never touch AWS stays cheap
-
     return boto3.session.Session()
 
 
 @cache
 def _client(service: str, region: str, endpoint_url: str | None) -> Any:
-    from botocore.config import Config
-
     config = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5, read_timeout=30)
     return _session().client(service, region_name=region, endpoint_url=endpoint_url, config=config)
 
@@ -42,9 +43,6 @@ def clear_clients() -> None:
 
 def is_throttling(exc: BaseException) -> bool:
     """True for AWS errors that a later retry can fix (throttling, 5xx, connection trouble)."""
-    from botocore.exceptions import ClientError
-    from botocore.exceptions import ConnectionError as BotoConnectionError
-
     if isinstance(exc, BotoConnectionError):
         return True
     if isinstance(exc, ClientError):
@@ -61,8 +59,6 @@ def is_throttling(exc: BaseException) -> bool:
 
 def is_missing_object(exc: BaseException) -> bool:
     """True for S3's answer to a key that does not exist (404; the role may list the bucket)."""
-    from botocore.exceptions import ClientError
-
     if not isinstance(exc, ClientError):
         return False
     return str(exc.response.get("Error", {}).get("Code", "")) in {"NoSuchKey", "404", "NotFound"}

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
 from archive.aws import client
 from archive.settings import get_settings
 
@@ -100,7 +102,6 @@ def _send(url: str, batch: Sequence[Notification]) -> int:
 
 def _emit_failure_metric(failed: int) -> None:
     try:
-        from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
         with single_metric(
             name=METRIC_NAME, unit=MetricUnit.Count, value=failed, namespace=METRIC_NAMESPACE

@@ -18,10 +18,12 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import db
+from archive import database
 from archive.aws import client
+from archive.clock import epoch_seconds
 from archive.filenames import S3_DIRECTORIES, FilenameError, ParsedName, parse_base_filename
 from archive.settings import get_settings
-from archive.uploads_log import epoch_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -106,9 +108,8 @@ def expire_exposure(s3_directory: str, base_filename: str) -> ExpiryResult:
     prefix = f"{s3_directory}/{base}-"
     rows = 0
     if s3_directory == "data":  # the row first: the web UI stops listing it before its images vanish
-        import db
 
-        with db.get_engine().begin() as conn:
+        with database.get_engine().begin() as conn:
             rows = db.delete_exposure(conn, base)
     objects = delete_keys(settings.bucket, list_exposure_keys(settings.bucket, prefix))
     logger.info(

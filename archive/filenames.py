@@ -10,7 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from enum import Enum
 from urllib.parse import unquote_plus
+
+from archive.errors import Rejected
 
 S3_DIRECTORIES = ("data", "info-images", "allsky")
 EXTENSIONS = ("fits.bz2", "fits.fz", "fits", "jpg", "txt")
@@ -24,12 +27,11 @@ _KIND = re.compile(r"([A-Za-z]+)([0-9]{2})")
 _FORMAT_HINT = "expected site-instrument-YYYYMMDD-counter-{type}{NN}.ext, e.g. sro-kb001ms-20220629-00010442-EX10.jpg"
 
 
-class FilenameError(ValueError):
+class FilenameError(Rejected, ValueError):
     """A key or filename that does not follow the grammar; `reason` says which part and why."""
 
     def __init__(self, reason: str, filename: str = "") -> None:
         super().__init__(reason)
-        self.reason = reason
         self.filename = filename
 
 
@@ -154,3 +156,45 @@ def site_of(key: object) -> str:
         return parse_key(key).name.site
     except FilenameError:
         return "unknown_site"
+
+
+class FileRole(Enum):
+    """What a file is to its exposure (DESIGN.md 2.1): the one table the row, the info-image channel and
+    the thumbnailer all read. Value: (the `images` flag it sets, the info-images path field)."""
+
+    FITS_RAW = ("fits_01_exists", "fits_01_file_path")
+    FITS_REDUCED = ("fits_10_exists", "fits_10_file_path")
+    JPG_MEDIUM = ("jpg_medium_exists", "jpg_10_file_path")
+    JPG_SMALL = ("jpg_small_exists", "jpg_11_file_path")
+
+    @property
+    def flag(self) -> str:
+        return self.value[0]
+
+    @property
+    def path_field(self) -> str:
+        return self.value[1]
+
+
+FITS_REDUCTIONS = {
+    "00": FileRole.FITS_RAW,
+    "01": FileRole.FITS_RAW,
+    "10": FileRole.FITS_REDUCED,
+    "13": FileRole.FITS_REDUCED,
+}
+JPG_REDUCTIONS = {"10": FileRole.JPG_MEDIUM, "13": FileRole.JPG_MEDIUM, "11": FileRole.JPG_SMALL}
+THUMBNAIL_REDUCTION = "11"  # the small JPG written beside a medium one
+
+
+def file_role(name: ParsedName) -> FileRole | None:
+    """The file's role, or None for a file that changes nothing (a header `.txt` has its own path)."""
+    if name.is_fits:
+        return FITS_REDUCTIONS.get(name.reduction)
+    if name.ext == "jpg":
+        return JPG_REDUCTIONS.get(name.reduction)
+    return None
+
+
+def thumbnail_name(name: ParsedName) -> ParsedName:
+    """The thumbnail (reduction 11 JPG) written beside a medium JPG."""
+    return name.sibling(THUMBNAIL_REDUCTION, "jpg")

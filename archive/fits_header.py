@@ -24,7 +24,10 @@ import math
 import re
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from archive.aws import client, is_missing_object
+from archive.errors import ObjectMissing
 from archive.headers import Header, HeaderError, parse_header
 from archive.settings import get_settings
 
@@ -34,13 +37,6 @@ FIRST_READ = BLOCK * 8  # most headers (< ~290 cards) and an fpack primary+table
 GROWTH = 4
 # bzip2 decompresses whole blocks of up to 900 kB; a block of incompressible data is a little bigger.
 BZ2_BLOCK_MAX = 1_000_000
-
-
-class ObjectMissing(HeaderError):
-    """The object was deleted before we could read it: permanent, nothing to retry."""
-
-    def __init__(self, reason: str = "object no longer exists") -> None:
-        super().__init__(reason)
 
 
 class RangedObject:
@@ -72,8 +68,6 @@ class RangedObject:
         return data
 
     def _get(self, start: int, length: int) -> bytes:
-        from botocore.exceptions import ClientError
-
         try:
             response = client("s3").get_object(
                 Bucket=self.bucket, Key=self.key, Range=f"bytes={start}-{start + length - 1}"

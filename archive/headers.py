@@ -18,6 +18,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from archive.errors import PermanentError
+
 CARD = 80
 _COMMENTARY = frozenset({"COMMENT", "HISTORY"})
 # Cards whose keyword alone decides how they are read (astropy's "special" keywords).
@@ -34,12 +36,10 @@ _NUMBER_OR_BOOL = re.compile(_FREE_NUMBER.pattern + "|[TF]")
 _ABSENT = object()
 
 
-class HeaderError(ValueError):
+class HeaderError(PermanentError, ValueError):
     """A header that cannot be read; `reason` says why in words an operator can act on."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    topic = "header"
 
 
 class Header(dict[str, str]):

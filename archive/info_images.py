@@ -22,21 +22,20 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from archive.aws import client
+from archive.clock import epoch_seconds
+from archive.errors import Rejected
 from archive.filenames import ParsedName
 from archive.settings import get_settings
-from archive.uploads_log import epoch_seconds
 
 CHANNELS = (1, 2, 3)
 MAX_ATTEMPTS = 8  # each retry means another writer changed the channel in between; bounded, not forever
 
 
-class NoChannel(ValueError):
+class NoChannel(Rejected):
     """The site's metadata assigns no channel to this file's exposure; the file is rejected."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def channel_of(metadata: Mapping[str, Any] | None, base_filename: str) -> int | None:
@@ -83,7 +82,6 @@ def _attr(value: Any) -> dict[str, Any]:
 
 
 def _is_condition_failure(exc: Exception) -> bool:
-    from botocore.exceptions import ClientError
 
     return (
         isinstance(exc, ClientError)

@@ -9,8 +9,8 @@ Why it is built this way:
 - Safety. Only JPEG data is accepted, and the pixel count in the header is checked against
   `THUMBNAIL_MAX_PIXELS` before any pixel is decoded. Every bad input raises `ThumbnailError` with a
   reason and an upload-log status, so the ingest core can log it and not retry it.
-- Cold start. Pillow is imported inside the functions: a Lambda invocation that only ingests header
-  text never pays for it.
+- Cold start. Pillow is deferred (`archive.lazy`): a Lambda invocation that only ingests header text
+  never pays for it.
 - Repeatability. The output carries no metadata and is a pure function of the input bytes and the
   settings, so a redelivered event rewrites an identical object.
 """
@@ -20,12 +20,12 @@ from __future__ import annotations
 import io
 import math
 import warnings
-from typing import TYPE_CHECKING
 
+from archive import lazy
+from archive.aws import client
+from archive.errors import PermanentError
+from archive.settings import get_settings
 from archive.uploads_log import FAILED, REJECTED
-
-if TYPE_CHECKING:
-    from PIL import Image
 
 # Decode at no less than this multiple of the target size, then Lanczos-resample to it. libvips keeps 2;
 # 1.75 lets a 3000×2000 frame decode at 1/8 (exact 8×8 block means, 375×250) instead of 1/4, which is
@@ -47,17 +47,18 @@ _MAGIC = (
 )
 
 
-class ThumbnailError(ValueError):
+class ThumbnailError(PermanentError, ValueError):
     """An image no retry can turn into a thumbnail.
 
     `status` is the upload-log status: `rejected` when the data is not a JPEG at all, `failed` when it
     is a JPEG that cannot be decoded (empty, truncated, corrupt, unsupported, or too many pixels).
     """
 
+    topic = "thumbnail"
+
     def __init__(self, status: str, reason: str) -> None:
         super().__init__(reason)
         self.status = status
-        self.reason = reason
 
 
 def _kind_of(data: bytes) -> str:
@@ -71,25 +72,23 @@ def _kind_of(data: bytes) -> str:
     return "unrecognised"
 
 
-def _open_jpeg(data: bytes) -> Image.Image:
+def _open_jpeg(data: bytes) -> lazy.Image.Image:
     """Read the JPEG header only (no pixels), or raise ThumbnailError saying what is wrong."""
     if not data:
         raise ThumbnailError(FAILED, "empty file (0 bytes)")
     if not data.startswith(b"\xff\xd8"):
         raise ThumbnailError(REJECTED, f"not a JPEG: the data is {_kind_of(data)} ({len(data)} bytes)")
-    from PIL import JpegImagePlugin
-
     # The JPEG plugin directly, not Image.open: its errors keep their reason ("cannot handle 12-bit
     # layers"), and our own pixel limit below is the only one applied.
     try:
         with warnings.catch_warnings():  # broken EXIF (read here for DPI) warns per tag; it is dropped anyway
             warnings.simplefilter("ignore")
-            return JpegImagePlugin.JpegImageFile(io.BytesIO(data))
+            return lazy.JpegImagePlugin.JpegImageFile(io.BytesIO(data))
     except (SyntaxError, OSError, ValueError, IndexError) as exc:  # struct errors surface as these
         raise ThumbnailError(FAILED, f"unreadable JPEG header: {exc or type(exc).__name__}") from exc
 
 
-def _orientation(image: Image.Image) -> int:
+def _orientation(image: lazy.Image.Image) -> int:
     """The EXIF orientation (1–8), 1 when absent or unreadable: bad metadata is not worth a failure."""
     try:
         with warnings.catch_warnings():  # Pillow warns about each broken tag; we ignore them all
@@ -100,17 +99,15 @@ def _orientation(image: Image.Image) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def _transposition(orientation: int) -> Image.Transpose | None:
-    from PIL import Image
-
+def _transposition(orientation: int) -> lazy.Image.Transpose | None:
     return {
-        2: Image.Transpose.FLIP_LEFT_RIGHT,
-        3: Image.Transpose.ROTATE_180,
-        4: Image.Transpose.FLIP_TOP_BOTTOM,
-        5: Image.Transpose.TRANSPOSE,
-        6: Image.Transpose.ROTATE_270,
-        7: Image.Transpose.TRANSVERSE,
-        8: Image.Transpose.ROTATE_90,
+        2: lazy.Image.Transpose.FLIP_LEFT_RIGHT,
+        3: lazy.Image.Transpose.ROTATE_180,
+        4: lazy.Image.Transpose.FLIP_TOP_BOTTOM,
+        5: lazy.Image.Transpose.TRANSPOSE,
+        6: lazy.Image.Transpose.ROTATE_270,
+        7: lazy.Image.Transpose.TRANSVERSE,
+        8: lazy.Image.Transpose.ROTATE_90,
     }.get(orientation)
 
 
@@ -121,7 +118,7 @@ def thumbnail_size(width: int, height: int, target_height: int) -> tuple[int, in
     return max(1, round(width * target_height / height)), target_height
 
 
-def to_jpeg_mode(image: Image.Image) -> Image.Image:
+def to_jpeg_mode(image: lazy.Image.Image) -> lazy.Image.Image:
     """`image` in a mode a JPEG can hold and a browser shows as intended: L for one band, else RGB.
 
     A JPEG decodes to L, RGB or CMYK; the other cases (palette, 16-bit and float, alpha) are what
@@ -156,7 +153,6 @@ def make_thumbnail(data: bytes, height: int = 128, quality: int = 85, *, max_pix
     if height < 1:
         raise ValueError(f"thumbnail height must be positive, got {height}")
     if max_pixels is None:
-        from archive.settings import get_settings
 
         max_pixels = get_settings().thumbnail_max_pixels
     image = _open_jpeg(data)
@@ -174,8 +170,6 @@ def make_thumbnail(data: bytes, height: int = 128, quality: int = 85, *, max_pix
     out_w, out_h = thumbnail_size(*shown, height)
     target = (out_h, out_w) if swapped else (out_w, out_h)  # in the stored (unrotated) frame
 
-    from PIL import Image
-
     # The mode stays as stored: asking draft for "L" would turn a colour image grey.
     drafted = image.draft(image.mode, (math.ceil(target[0] * DRAFT_MARGIN), math.ceil(target[1] * DRAFT_MARGIN)))
     box = drafted[1] if drafted else None
@@ -185,7 +179,7 @@ def make_thumbnail(data: bytes, height: int = 128, quality: int = 85, *, max_pix
         raise ThumbnailError(FAILED, f"corrupt or truncated JPEG: {exc}") from exc
     image = to_jpeg_mode(image)
     if image.size != target:
-        image = image.resize(target, Image.Resampling.LANCZOS, box=box)
+        image = image.resize(target, lazy.Image.Resampling.LANCZOS, box=box)
     if transpose is not None:
         image = image.transpose(transpose)
     image.info = {}  # Pillow would otherwise carry a JPEG comment over into the output
@@ -200,8 +194,6 @@ def write_thumbnail(bucket: str, medium_key: str, thumbnail_key: str) -> int:
     S3 errors propagate as raised: the caller tells transient ones (retry) from a missing object
     (permanent). Height, quality, cache header and pixel limit come from settings.
     """
-    from archive.aws import client
-    from archive.settings import get_settings
 
     settings = get_settings()
     s3 = client("s3")

@@ -24,6 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import migrations
+from archive.database import batch_scope, get_engine, transaction
+
 ROOT = Path(__file__).resolve().parent.parent
 HEADERS = 200
 BATCH = 10
@@ -115,7 +118,6 @@ def _naive_ingest(url: str, base: str, text: str) -> None:
 
 def _our_ingest(base: str, text: str) -> None:
     """What the ingest core does with a header text once it has the bytes (see archive.ingest)."""
-    import db
     from archive.filenames import parse_filename
     from archive.headers import parse_header
     from archive.ingest import Upload, store_header
@@ -123,24 +125,23 @@ def _our_ingest(base: str, text: str) -> None:
     name = parse_filename(f"{base}-EX00.txt")
     upload = Upload("bench", f"data/{name.filename}", len(text), dt.datetime(2022, 6, 29, 4))
     header = parse_header(text)
-    with db.transaction() as conn:
+    with transaction() as conn:
         store_header(conn, name, header, upload, only_if_missing=False)
 
 
 def bench_throughput(url: str, texts: list[tuple[str, str]]) -> tuple[float, float]:
     from sqlalchemy import text as sql
 
-    import db
 
     def truncate() -> None:
-        with db.get_engine().begin() as conn:
+        with get_engine().begin() as conn:
             conn.execute(sql("TRUNCATE images"))
 
     def run(ingest) -> float:  # noqa: ANN001
         truncate()
         start = time.perf_counter()
         for first in range(0, len(texts), BATCH):  # one invocation per batch of 10
-            with db.batch_scope():  # what handlers.ingest does around a batch; unused by the baseline
+            with batch_scope():  # what handlers.ingest does around a batch; unused by the baseline
                 for base, header_text in texts[first : first + BATCH]:
                     ingest(base, header_text)
         return len(texts) / (time.perf_counter() - start)
@@ -251,7 +252,7 @@ def main() -> None:
             url = cluster.start()
         os.environ["DATABASE_URL"] = url
         get_settings.cache_clear()
-        db.migrate(url)
+        migrations.upgrade(url)
         try:
             ours_rate, naive_rate = bench_throughput(url, texts)
             ratio = ours_rate / naive_rate

@@ -5,25 +5,23 @@ Only a REMOVE made by DynamoDB's TTL expires an exposure; AWS marks those record
 (the console, a script) cancels the expiry and deletes nothing. INSERT/MODIFY records are ignored.
 
 Failures: a record naming an invalid base filename or directory is logged and skipped (a retry cannot
-fix it, and the stream must not stall behind it). Anything else (S3, the database) is reported as the
-batch's first failure (`batchItemFailures`, for `functionResponseTypes: ReportBatchItemFailures`) and
-processing stops there: Lambda retries from that record, and every later record is retried with it.
+fix it, and the stream must not stall behind it). Anything else (S3, the database) is reported in
+`batchItemFailures` (for `functionResponseTypes: ReportBatchItemFailures`), by powertools' batch
+processor as for the ingest queue: Lambda retries the stream from the first failed record; expiring an
+exposure twice deletes nothing more, so the later records it repeats are harmless.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from boto3.dynamodb.types import TypeDeserializer
 
 from archive.expirations import TTL_IDENTITY, expire_exposure
 from archive.filenames import FilenameError
-from archive.settings import get_settings
-
-logger = Logger(service="photonranch-archive-expire", level=get_settings().log_level)
-copy_config_to_registered_loggers(source_logger=logger, include={"archive"})
+from handlers.observability import logger, start_invocation
 
 _deserializer = TypeDeserializer()
 
@@ -57,22 +55,20 @@ def _expire(record: dict[str, Any]) -> None:
         )
 
 
+def _record_handler(record: DynamoDBRecord) -> None:
+    raw = record.raw_event
+    if raw.get("eventName") != "REMOVE":
+        return
+    if not is_ttl_removal(raw):
+        logger.info("expiry cancelled (manual REMOVE); nothing deleted",
+                    extra={"base_filename": old_image(raw).get("pk"), "user_identity": raw.get("userIdentity")})
+        return
+    _expire(raw)
+
+
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    logger.clear_state()
-    logger.set_correlation_id(getattr(context, "aws_request_id", None))
-    records = event.get("Records") or []
-    for record in records:
-        if record.get("eventName") != "REMOVE":
-            continue
-        if not is_ttl_removal(record):
-            pk = old_image(record).get("pk")
-            logger.info("expiry cancelled (manual REMOVE); nothing deleted",
-                        extra={"base_filename": pk, "user_identity": record.get("userIdentity")})
-            continue
-        try:
-            _expire(record)
-        except Exception:
-            sequence = (record.get("dynamodb") or {}).get("SequenceNumber")
-            logger.exception("expiry failed; the stream will retry", extra={"sequence_number": sequence})
-            return {"batchItemFailures": [{"itemIdentifier": sequence}]}
-    return {"batchItemFailures": []}
+    start_invocation("expire", context)
+    processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
+    with processor(records=event.get("Records") or [], handler=_record_handler, lambda_context=context):
+        processor.process()
+    return processor.response()

@@ -12,19 +12,14 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-import db
-from archive import datastream
-from archive.ingest import Outcome, RetryableError, ingest_upload
-from archive.settings import get_settings
+from archive import database, datastream
+from archive.errors import RetryableError
+from archive.ingest import Outcome, ingest_upload
+from handlers.observability import logger, start_invocation
 from handlers.s3_events import EventError, is_sqs_batch, uploads_in
-
-logger = Logger(service="photonranch-archive-ingest", level=get_settings().log_level)
-copy_config_to_registered_loggers(source_logger=logger, include={"archive"})
 
 
 def _record_handler(record: SQSRecord) -> list[Outcome]:
@@ -48,7 +43,7 @@ def handle_sqs(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # A processor per invocation: it holds the batch's state, and the local stack's worker threads
     # may invoke the handler concurrently in one process.
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    with db.batch_scope(), processor(records=event["Records"], handler=_record_handler, lambda_context=context):
+    with database.batch_scope(), processor(records=event["Records"], handler=_record_handler, lambda_context=context):
         results = processor.process()
     outcomes = [o for status, result, _ in results if status == "success" for o in (result or [])]
     _notify(outcomes)
@@ -66,7 +61,7 @@ def handle_direct(event: dict[str, Any]) -> dict[str, Any]:
         return {"uploads": 0, "error": str(exc)}
     outcomes: list[Outcome] = []
     retry: list[str] = []
-    with db.batch_scope():
+    with database.batch_scope():
         for upload in uploads:
             try:
                 outcomes.append(ingest_upload(upload))
@@ -80,8 +75,7 @@ def handle_direct(event: dict[str, Any]) -> dict[str, Any]:
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # Not powertools' inject_lambda_context: the local stack and tests invoke without a Lambda context.
-    logger.clear_state()
-    logger.set_correlation_id(getattr(context, "aws_request_id", None))
+    start_invocation("ingest", context)
     if is_sqs_batch(event):
         return handle_sqs(event, context)
     return handle_direct(event)

@@ -11,8 +11,9 @@ import datetime as dt
 import json
 from typing import Any
 
+from archive.clock import utc_now
 from archive.filenames import decode_event_key
-from archive.ingest import Upload, utc_now
+from archive.ingest import Upload
 
 
 class EventError(ValueError):

@@ -11,7 +11,9 @@ import pytest
 from sqlalchemy import text
 
 import db
+import migrations
 from archive import aws
+from archive.database import get_engine
 from archive.settings import get_settings
 
 # AWS credentials/region for moto, set before anything builds a client.
@@ -27,7 +29,7 @@ def database_url() -> Iterator[str]:
     """A migrated PostgreSQL database for the whole run."""
     url = os.environ.get("DATABASE_URL")
     if url:
-        db.migrate(url)
+        migrations.upgrade(url)
         yield url
         return
     from archive.local.postgres import LocalPostgres
@@ -36,7 +38,7 @@ def database_url() -> Iterator[str]:
         cluster = LocalPostgres(Path(tmp) / "pg", durable=False)
         url = cluster.start()
         try:
-            db.migrate(url)
+            migrations.upgrade(url)
             yield url
         finally:
             db.dispose_engines()
@@ -63,7 +65,7 @@ def database(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
     """An empty `images` table, and DATABASE_URL pointing at it."""
     monkeypatch.setenv("DATABASE_URL", database_url)
     get_settings.cache_clear()
-    engine = db.get_engine()
+    engine = get_engine()
     with engine.begin() as conn:
         conn.execute(text("TRUNCATE images RESTART IDENTITY"))
     yield database_url

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from archive.clock import utc_now
+from archive.expirations import cancel_expiry
+from archive.filenames import FilenameError
+
 
 def run_cancel(args: argparse.Namespace) -> int:
-    from archive.expirations import cancel_expiry
-    from archive.filenames import FilenameError
-    from archive.ingest import utc_now
 
     status = 0
     for base in args.base_filename:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+import migrations
+
 
 def run(args: argparse.Namespace) -> int:
-    import db
 
-    db.migrate(args.database_url)
+    migrations.upgrade(args.database_url)
     print("images table is at the latest migration")
     return 0
 

@@ -18,10 +18,19 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from tqdm import tqdm
+
+from archive.aws import client
+from archive.local.events import LambdaContext, s3_object_created_event
+from archive.local.target import add_env_file_argument, load_target
+from archive.settings import get_settings
+from handlers.ingest import handler
 
 
 @dataclass(frozen=True)
@@ -55,7 +64,6 @@ def selected(
 
 
 def list_objects(bucket: str, prefix: str) -> Iterator[StoredObject]:
-    from archive.aws import client
 
     for page in client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
@@ -63,25 +71,19 @@ def list_objects(bucket: str, prefix: str) -> Iterator[StoredObject]:
 
 
 def event_for(obj: StoredObject, bucket: str, region: str) -> dict[str, Any]:
-    from archive.local.events import s3_object_created_event
 
     return s3_object_created_event(bucket, obj.key, obj.size_bytes, obj.last_modified, region, obj.etag)
 
 
 def replay_through_handler(objects: list[StoredObject], bucket: str, region: str, progress: bool) -> Counter[str]:
     """One direct S3 event per object, so each object's status comes back on its own."""
-    import os
 
-    from tqdm import tqdm
 
-    from archive.local.events import LambdaContext
 
     # One JSON log line per file would bury the progress bar; LOG_LEVEL=INFO brings them back.
     os.environ.setdefault("LOG_LEVEL", "WARNING")
-    from archive.settings import get_settings
 
     get_settings.cache_clear()
-    from handlers.ingest import handler
 
     counts: Counter[str] = Counter()
     for obj in tqdm(objects, unit="file", desc="reprocess", disable=not progress):
@@ -98,12 +100,8 @@ def replay_through_handler(objects: list[StoredObject], bucket: str, region: str
 
 
 def replay_through_queue(objects: list[StoredObject], bucket: str, region: str, progress: bool) -> Counter[str]:
-    import os
 
-    from tqdm import tqdm
 
-    from archive.aws import client
-    from archive.settings import get_settings
 
     sqs = client("sqs")
     queue_url = os.environ.get("INGEST_QUEUE_URL") or sqs.get_queue_url(QueueName=get_settings().ingest_queue_name)[
@@ -124,8 +122,6 @@ def replay_through_queue(objects: list[StoredObject], bucket: str, region: str, 
 
 
 def run(args: argparse.Namespace) -> int:
-    from archive.local.target import load_target
-    from archive.settings import get_settings
 
     print(load_target(args.env_file))
     settings = get_settings()
@@ -145,7 +141,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from archive.local.target import add_env_file_argument
 
     parser = subparsers.add_parser(
         "reprocess",

@@ -15,6 +15,14 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from boto3.dynamodb.types import TypeDeserializer
+from sqlalchemy import func, select
+
+import db
+from archive import database
+from archive.aws import client
+from archive.local.target import add_env_file_argument, load_target
+from archive.settings import get_settings
 from archive.uploads_log import STATUSES
 
 
@@ -52,10 +60,7 @@ def recent(items: Iterable[Mapping[str, Any]], limit: int) -> list[Mapping[str, 
 
 
 def scan_uploads_log() -> list[dict[str, Any]]:
-    from boto3.dynamodb.types import TypeDeserializer
 
-    from archive.aws import client
-    from archive.settings import get_settings
 
     deserialize = TypeDeserializer().deserialize
     items = []
@@ -65,8 +70,6 @@ def scan_uploads_log() -> list[dict[str, Any]]:
 
 
 def queue_depths() -> list[tuple[str, str, str, str]]:
-    from archive.aws import client
-    from archive.settings import get_settings
 
     settings = get_settings()
     sqs = client("sqs")
@@ -92,11 +95,8 @@ def image_rows_per_site() -> str:
     if not (os.environ.get("DATABASE_URL") or os.environ.get("DATABASE_URL_SSM_PARAM")):
         return "images: no DATABASE_URL; skipped"
     try:
-        from sqlalchemy import func, select
 
-        import db
-
-        with db.get_engine().connect() as conn:
+        with database.get_engine().connect() as conn:
             rows = conn.execute(
                 select(db.images.c.site, func.count(), func.max(db.images.c.capture_date))
                 .group_by(db.images.c.site)
@@ -108,7 +108,6 @@ def image_rows_per_site() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from archive.local.target import load_target
 
     print(load_target(args.env_file))
     items = scan_uploads_log()
@@ -134,7 +133,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from archive.local.target import add_env_file_argument
 
     parser = subparsers.add_parser(
         "status", help="uploads per site and status, the last uploads, queue depths", description=__doc__

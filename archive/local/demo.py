@@ -26,8 +26,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archive.local.simulate import Exposure, SimulationResult, SiteRun, UploadRecord
+from boto3.dynamodb.types import TypeDeserializer
+from PIL import Image
+from sqlalchemy import select
+from tqdm import tqdm
+
+import db
+from archive import database
+from archive.aws import client
+from archive.filenames import parse_key
+from archive.local.contact_sheet import contact_sheet
+from archive.local.simulate import Exposure, SimulationResult, SiteRun, UploadRecord, simulate
+from archive.local.stack import LocalStack, StackOptions
 from archive.local.worker import Delivery
+from archive.settings import get_settings
 
 DEMO_SITES = ("tst", "mrc")
 EXPIRING_SITE = "tst"
@@ -78,7 +90,6 @@ def thumbnail_key(key: str) -> str | None:
 
 def tile_label(key: str) -> str:
     """`site counter directory` under a contact-sheet tile, e.g. `tst 00000012 data`."""
-    from archive.filenames import parse_key
 
     parsed = parse_key(key)
     return f"{parsed.name.site} {parsed.name.counter} {parsed.s3_directory}"
@@ -213,19 +224,15 @@ class DemoReport:
 
 
 def fetch_rows(base_filenames: Iterable[str]) -> dict[str, dict[str, Any]]:
-    from sqlalchemy import select
 
-    import db
 
     names = list(base_filenames)
-    with db.get_engine().connect() as conn:
+    with database.get_engine().connect() as conn:
         result = conn.execute(select(db.images).where(db.images.c.base_filename.in_(names))).mappings()
         return {row["base_filename"]: dict(row) for row in result}
 
 
 def fetch_log_statuses() -> dict[str, set[str]]:
-    from archive.aws import client
-    from archive.settings import get_settings
 
     statuses: dict[str, set[str]] = {}
     paginator = client("dynamodb").get_paginator("scan")
@@ -237,7 +244,6 @@ def fetch_log_statuses() -> dict[str, set[str]]:
 
 def drain_queue(queue_url: str) -> list[str]:
     """Every message body in a queue (received and deleted: nobody else reads it locally)."""
-    from archive.aws import client
 
     sqs = client("sqs")
     bodies: list[str] = []
@@ -255,8 +261,6 @@ def drain_queue(queue_url: str) -> list[str]:
 
 
 def get_object(key: str) -> bytes | None:
-    from archive.aws import client
-    from archive.settings import get_settings
 
     s3 = client("s3")
     try:
@@ -266,7 +270,6 @@ def get_object(key: str) -> bytes | None:
 
 
 def check_thumbnails(medium_keys: Sequence[str], height: int) -> tuple[Check, dict[str, bytes | None]]:
-    from PIL import Image
 
     found: dict[str, bytes | None] = {}
     problems = []
@@ -285,10 +288,7 @@ def check_thumbnails(medium_keys: Sequence[str], height: int) -> tuple[Check, di
 
 
 def check_info_channel(site: str, channel: int, exposure: Exposure) -> Check:
-    from boto3.dynamodb.types import TypeDeserializer
 
-    from archive.aws import client
-    from archive.settings import get_settings
 
     pk = f"{site}#{channel}"
     raw = client("dynamodb").get_item(TableName=get_settings().info_images_table, Key={"pk": {"S": pk}})
@@ -303,8 +303,6 @@ def check_info_channel(site: str, channel: int, exposure: Exposure) -> Check:
 
 
 def exposure_gone(exposure: Exposure) -> tuple[bool, str]:
-    from archive.aws import client
-    from archive.settings import get_settings
 
     prefix = f"{exposure.s3_directory}/{exposure.base_filename}-"
     left = client("s3").list_objects_v2(Bucket=get_settings().bucket, Prefix=prefix).get("KeyCount", 0)
@@ -320,7 +318,6 @@ def exposure_gone(exposure: Exposure) -> tuple[bool, str]:
 
 def wait_for(done_log: DeliveryLog, expected: set[str], deadline: float, progress: bool) -> set[str]:
     """Block until every expected key is processed or the deadline passes; returns what is missing."""
-    from tqdm import tqdm
 
     with tqdm(total=len(expected), unit="file", desc="processing", disable=not progress) as bar:
         while True:
@@ -332,10 +329,6 @@ def wait_for(done_log: DeliveryLog, expected: set[str], deadline: float, progres
 
 
 def run_demo(args: argparse.Namespace) -> DemoReport:
-    from archive.local.contact_sheet import contact_sheet
-    from archive.local.simulate import simulate
-    from archive.local.stack import LocalStack, StackOptions
-    from archive.settings import get_settings
 
     started = time.time()
     log = DeliveryLog()

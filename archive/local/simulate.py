@@ -34,6 +34,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from astropy.io import fits
+from PIL import Image
+from tqdm import tqdm
+
+from archive.aws import client
+from archive.filenames import parse_key
+from archive.settings import get_settings
 
 FILE_LETTERS = {
     "h": ("00", "txt", "text/plain"),
@@ -158,7 +165,6 @@ def make_exposure(
 
     `smartstack` is (stack id, number in the stack from 1, stack length), or None for a single frame.
     """
-    from astropy.io import fits
 
     base = f"{site}-{instrument}-{night}-{counter:08d}"
     latitude, longitude = SITE_LOCATIONS.get(site, SITE_LOCATIONS["tst"])
@@ -214,7 +220,6 @@ def make_exposure(
 
 
 def _fits_bytes(image: np.ndarray, header: Any) -> bytes:
-    from astropy.io import fits
 
     out = io.BytesIO()
     fits.PrimaryHDU(image, header=header).writeto(out, output_verify="silentfix")
@@ -223,7 +228,6 @@ def _fits_bytes(image: np.ndarray, header: Any) -> bytes:
 
 def stretched_jpg(image: np.ndarray, height: int | None = None) -> bytes:
     """An asinh stretch between sky and bright stars, as sites make their preview JPGs."""
-    from PIL import Image
 
     data = image.astype(np.float64)
     low, high = np.percentile(data, [25, 99.7])
@@ -339,8 +343,6 @@ def next_counter(s3: Any, bucket: str, prefix: str) -> int:
 
 def write_channel_metadata(site: str, channel: int, base_filename: str) -> None:
     """What photonranch-api's info-image upload endpoint does before the site uploads."""
-    from archive.aws import client
-    from archive.settings import get_settings
 
     client("dynamodb").update_item(
         TableName=get_settings().info_images_table,
@@ -371,7 +373,6 @@ class SiteRun:
 
 def validate(run: SiteRun, night: str) -> None:
     """Fail before generating anything when the names would be rejected by the archive."""
-    from archive.filenames import parse_key
 
     if run.s3_directory not in DEFAULT_FILES:
         raise ValueError(f"--s3dir must be one of {', '.join(DEFAULT_FILES)}")
@@ -391,10 +392,6 @@ def simulate(
     progress: bool = True,
 ) -> SimulationResult:
     """Generate and upload `run.exposures` exposures; returns what was sent and when it landed."""
-    from tqdm import tqdm
-
-    from archive.aws import client
-    from archive.settings import get_settings
 
     start = time.time()
     moment = now().astimezone(dt.UTC).replace(tzinfo=None)

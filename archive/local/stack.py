@@ -20,13 +20,27 @@ import logging
 import os
 import shlex
 import socket
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import boto3
+from moto.server import ThreadedMotoServer
+from sqlalchemy import create_engine, text
+
+import db
+import migrations
+from archive import aws, bucket_config
+from archive.aws import client
+from archive.local.postgres import LocalPostgres, PostgresUnavailable
+from archive.local.provision import provision_bucket, provision_queues, provision_tables
 from archive.local.sweeper import StreamHandler, TtlSweeper, describe_ttl_tables
 from archive.local.worker import Delivery, Handler, IngestWorker
+from archive.settings import get_settings
+from handlers.expire import handler as expire_handler
+from handlers.ingest import handler as ingest_handler
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +113,6 @@ def _named_postgres_url(server_url: str, name: str) -> str:
 
 
 def _ensure_postgres_database(server_url: str, name: str, fresh: bool) -> None:
-    from sqlalchemy import create_engine, text
 
     engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
@@ -124,7 +137,6 @@ def open_database(
     """
     if env_url:
         return _Database(env_url, "DATABASE_URL from the environment")
-    from archive.local.postgres import LocalPostgres, PostgresUnavailable
 
     state_dir = options.state_dir.resolve()
     try:
@@ -170,8 +182,6 @@ class LocalStack:
     # -- environment ---------------------------------------------------------------------------
 
     def _apply_env(self, values: dict[str, str], unset: tuple[str, ...] = ()) -> None:
-        from archive import aws
-        from archive.settings import get_settings
 
         for key in (*values, *unset):
             self._saved_env.setdefault(key, os.environ.get(key))
@@ -182,8 +192,6 @@ class LocalStack:
         aws.clear_clients()
 
     def _restore_env(self) -> None:
-        from archive import aws
-        from archive.settings import get_settings
 
         for key, value in self._saved_env.items():
             if value is None:
@@ -228,9 +236,7 @@ class LocalStack:
         self._exit.callback(self.database.close)
         self._apply_env({"DATABASE_URL": self.database.url})
 
-        import db
-
-        db.migrate(self.database.url)
+        migrations.upgrade(self.database.url)
         self._exit.callback(db.dispose_engines)
         self.env = self._public_env()
         self._start_threads()
@@ -239,7 +245,6 @@ class LocalStack:
             self._exit.callback(self._remove_env_file)
 
     def _start_moto(self) -> None:
-        from moto.server import ThreadedMotoServer
 
         opts = self.options
         # ThreadedMotoServer.start() waits forever when the port is taken: check first.
@@ -257,15 +262,10 @@ class LocalStack:
         reachable = "127.0.0.1" if host in ("0.0.0.0", "") else host
         self.endpoint_url = f"http://{reachable}:{port}"
         # moto keeps its state in this process's globals: start from nothing, as a fresh server would.
-        import urllib.request
 
         urllib.request.urlopen(urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")).read()
 
     def _provision(self) -> None:
-        from archive import bucket_config as bucket
-        from archive.aws import client
-        from archive.local.provision import provision_bucket, provision_queues, provision_tables
-        from archive.settings import get_settings
 
         settings = get_settings()
         provision_bucket(settings)
@@ -276,11 +276,10 @@ class LocalStack:
         )["Attributes"]["QueueArn"]
         # The notifications (per prefix) and lifecycle rules `python -m archive bucket configure` gives
         # the production bucket, so local uploads are notified exactly when real ones are.
-        notifications, rules = bucket.read_bucket(settings.bucket)
-        bucket.apply(settings.bucket, bucket.plan(notifications, rules, queue_arn))
+        notifications, rules = bucket_config.read_bucket(settings.bucket)
+        bucket_config.apply(settings.bucket, bucket_config.plan(notifications, rules, queue_arn))
 
     def _public_env(self) -> dict[str, str]:
-        from archive.settings import get_settings
 
         s = get_settings()
         env = {
@@ -305,21 +304,12 @@ class LocalStack:
         return env
 
     def _start_threads(self) -> None:
-        from archive.aws import client
-        from archive.settings import get_settings
-
         opts = self.options
         settings = get_settings()
-        ingest = opts.ingest_handler
-        if ingest is None:
-            from handlers.ingest import handler as ingest
-        expire = opts.expire_handler
-        if expire is None:
-            from handlers.expire import handler as expire
+        ingest = opts.ingest_handler or ingest_handler
+        expire = opts.expire_handler or expire_handler
         # Separate clients for the threads: boto3 clients are thread-safe, but the handlers share the
         # cached ones and a long poll should not sit in front of them in one connection pool.
-        import boto3
-
         session = boto3.session.Session()
         sqs = session.client("sqs", region_name=settings.region, endpoint_url=self.endpoint_url)
         ddb = session.client("dynamodb", region_name=settings.region, endpoint_url=self.endpoint_url)

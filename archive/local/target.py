@@ -11,6 +11,10 @@ import argparse
 import os
 from pathlib import Path
 
+from archive import aws
+from archive.local.stack import parse_env_file
+from archive.settings import get_settings
+
 DEFAULT_ENV_FILE = Path(".archive") / "local.env"
 
 
@@ -19,9 +23,6 @@ def load_target(env_file: Path | None) -> str:
 
     `env_file` None means: the default file, when it exists and AWS_ENDPOINT_URL is unset.
     """
-    from archive import aws
-    from archive.local.stack import parse_env_file
-    from archive.settings import get_settings
 
     source = ""
     if env_file is None and not os.environ.get("AWS_ENDPOINT_URL") and DEFAULT_ENV_FILE.exists():

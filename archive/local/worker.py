@@ -26,6 +26,7 @@ from typing import Any
 from archive.filenames import decode_event_key
 from archive.local.events import LambdaContext, failed_message_ids, sqs_event
 from archive.local.loop import BackgroundLoop
+from handlers.ingest import handler
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,6 @@ def keys_in_body(body: str) -> tuple[str, ...]:
 
 
 def default_handler() -> Handler:
-    from handlers.ingest import handler
 
     return handler
 

@@ -24,8 +24,10 @@ from PIL import Image
 from sqlalchemy import select
 
 import db
+import migrations
 from archive import aws
 from archive.cli.serve import usage
+from archive.database import get_engine
 from archive.local.demo import DeliveryLog, expected_keys, thumbnail_key
 from archive.local.postgres import PostgresUnavailable
 from archive.local.simulate import SiteRun, make_exposure, render_files, simulate
@@ -67,7 +69,7 @@ def start_stack(tmp_path: Path, database: str):
 
 
 def rows(*base_filenames: str) -> dict[str, dict]:
-    with db.get_engine().connect() as conn:
+    with get_engine().connect() as conn:
         result = conn.execute(select(db.images).where(db.images.c.base_filename.in_(base_filenames))).mappings()
         return {row["base_filename"]: dict(row) for row in result}
 
@@ -185,7 +187,7 @@ def test_sweeper_stream_records_make_expire_delete_the_exposure_and_keep_the_une
     for base in (gone, kept):
         for suffix in ("EP00.txt", "EP10.jpg", "EP11.jpg"):
             s3.put_object(Bucket=settings.bucket, Key=f"data/{base}-{suffix}", Body=b"x")
-        with db.get_engine().begin() as conn:
+        with get_engine().begin() as conn:
             db.mark_file(conn, base_filename=base, site="tst", data_type="EP", flag="jpg_medium_exists",
                          upload_time=dt.datetime(2026, 1, 1))
     for base, ttl in ((gone, now - 1), (kept, now + 60)):
@@ -267,7 +269,7 @@ def test_without_postgresql_the_database_falls_back_to_sqlite_with_a_notice(tmp_
 
     assert database.url == f"sqlite:///{tmp_path.resolve()}/archive.sqlite"
     assert len(notices) == 1 and "SQLite" in notices[0]
-    db.migrate(database.url)
+    migrations.upgrade(database.url)
     assert (tmp_path / "archive.sqlite").exists()
 
 

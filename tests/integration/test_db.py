@@ -1,11 +1,12 @@
 import datetime as dt
 
 import db
+from archive.database import batch_scope, get_engine, transaction
 
 
 def test_mark_file_then_header_converges(database):
     t = dt.datetime(2022, 6, 29, 3, 0, 0)
-    engine = db.get_engine()
+    engine = get_engine()
     with engine.begin() as conn:
         db.mark_file(conn, base_filename="sro-kb001ms-20220629-00010442", site="sro", data_type="EX",
                      flag="fits_10_exists", upload_time=t)
@@ -25,16 +26,16 @@ def test_a_connection_killed_mid_batch_fails_one_transaction_and_the_next_reconn
     from sqlalchemy import text
     from sqlalchemy.exc import OperationalError
 
-    engine = db.get_engine()
+    engine = get_engine()
     t = dt.datetime(2022, 6, 29, 3)
 
     def mark(base: str) -> None:
-        with db.transaction() as conn:
+        with transaction() as conn:
             db.mark_file(conn, base_filename=base, site="sro", data_type="EX", flag="fits_01_exists", upload_time=t)
 
-    with db.batch_scope():
+    with batch_scope():
         mark("sro-kb001ms-20220629-00000001")
-        with db.transaction() as conn:
+        with transaction() as conn:
             pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
         with engine.connect() as admin:
             admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
@@ -47,10 +48,10 @@ def test_a_connection_killed_mid_batch_fails_one_transaction_and_the_next_reconn
 
 
 def test_transactions_outside_a_batch_scope_use_the_engine_directly(database):
-    with db.transaction() as conn:
+    with transaction() as conn:
         db.mark_file(conn, base_filename="sro-kb001ms-20220629-00000009", site="sro", data_type="EX",
                      flag="jpg_small_exists", upload_time=dt.datetime(2022, 6, 29))
-    with db.get_engine().connect() as conn:
+    with get_engine().connect() as conn:
         assert db.get_row(conn, "sro-kb001ms-20220629-00000009")["jpg_small_exists"] is True
 
 
@@ -69,7 +70,7 @@ def test_capture_date_converges_when_date_obs_is_present_but_unusable(database):
         db.mark_file(conn, base_filename=base, site="sro", data_type="EX", flag="fits_10_exists", upload_time=when)
 
     a, b = "sro-kb001ms-20220629-00000001", "sro-kb001ms-20220629-00000002"
-    with db.get_engine().begin() as conn:
+    with get_engine().begin() as conn:
         flag_at(conn, a, early)
         header_at(conn, a, late)
         header_at(conn, b, late)
@@ -84,7 +85,7 @@ def test_a_date_from_date_obs_is_never_moved_by_a_file_upload(database):
 
     date_obs = dt.datetime(2022, 6, 29, 3)
     base = "sro-kb001ms-20220629-00000003"
-    with db.get_engine().begin() as conn:
+    with get_engine().begin() as conn:
         db.upsert_header(conn, base_filename=base, site="sro", data_type="EX", header={"DATE-OBS": "x"},
                          columns={}, capture_date=date_obs, upload_time=dt.datetime(2022, 6, 30))
         db.mark_file(conn, base_filename=base, site="sro", data_type="EX", flag="jpg_small_exists",

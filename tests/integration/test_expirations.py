@@ -10,6 +10,7 @@ from botocore.stub import Stubber
 
 import db
 from archive import aws
+from archive.database import get_engine
 from archive.expirations import ExpiryError, expire_exposure, schedule_expiry
 from archive.filenames import FilenameError, parse_base_filename, parse_filename
 from archive.settings import get_settings
@@ -80,13 +81,13 @@ def all_keys(s3, bucket: str) -> set[str]:
 
 def add_row(base: str) -> None:
     parsed = parse_base_filename(base)
-    with db.get_engine().begin() as conn:
+    with get_engine().begin() as conn:
         db.mark_file(conn, base_filename=base, site=parsed.site, data_type="EP", flag="jpg_medium_exists",
                      upload_time=NOW)
 
 
 def row_exists(base: str) -> bool:
-    with db.get_engine().connect() as conn:
+    with get_engine().connect() as conn:
         return db.get_row(conn, base) is not None
 
 

@@ -16,7 +16,8 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
 from archive import aws
-from archive.fits_header import ObjectMissing, read_fits_header
+from archive.errors import ObjectMissing
+from archive.fits_header import read_fits_header
 from archive.headers import HeaderError
 from tests.unit.test_headers import assert_same_as
 
@@ -189,8 +190,8 @@ def test_deleted_object_is_reported_as_missing(s3, bucket) -> None:
     s3.delete_object(Bucket=bucket, Key=key)
     with pytest.raises(ObjectMissing) as caught:
         read_fits_header(bucket, key)
-    assert caught.value.reason == "object no longer exists"
-    assert isinstance(caught.value, HeaderError)  # a permanent failure for the caller
+    assert caught.value.reason.startswith("object no longer exists")
+    assert not caught.value.retry  # a permanent failure for the caller
 
 
 def test_throttling_propagates_unchanged_for_the_caller_to_retry(s3, bucket) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 import db
 from archive import aws
+from archive.database import get_engine
 from archive.settings import get_settings
 from handlers.ingest import handler
 from tests import samples
@@ -36,7 +37,7 @@ def deliver(bucket: str, *keys_and_sizes: tuple[str, int]) -> dict:
 
 
 def row(base: str) -> dict | None:
-    with db.get_engine().connect() as conn:
+    with get_engine().connect() as conn:
         return db.get_row(conn, base)
 
 
@@ -113,7 +114,7 @@ def test_every_event_delivered_twice_gives_the_same_state(stack):
     deliver(bucket, *[f for f in twice_files for _ in range(2)])  # duplicates within a batch
     deliver(bucket, *reversed(twice_files))  # and again, later, in another order
     assert comparable(row(samples.base_for(1))) == comparable(row(samples.base_for(2)))
-    with db.get_engine().connect() as conn:
+    with get_engine().connect() as conn:
         assert conn.execute(db.images.select()).rowcount == 2
 
 
@@ -128,7 +129,7 @@ def test_concurrent_exposures_from_several_threads_end_as_one_row_each(stack):
     with ThreadPoolExecutor(max_workers=8) as pool:
         responses = list(pool.map(ingest, events))
     assert all(r == {"batchItemFailures": []} for r in responses)
-    with db.get_engine().connect() as conn:
+    with get_engine().connect() as conn:
         rows = conn.execute(db.images.select()).mappings().all()
     assert len(rows) == 50
     assert all(all(r[flag] for flag in db.FLAGS) for r in rows)
@@ -320,7 +321,7 @@ def test_late_redelivery_after_expiry_brings_nothing_back(stack, filename):
 
     # What expiry does: the objects, the row and (by TTL) the tracker item go.
     s3.delete_object(Bucket=bucket, Key=key)
-    with db.get_engine().begin() as conn:
+    with get_engine().begin() as conn:
         db.delete_exposure(conn, samples.BASE)
     tracker.delete_item(TableName=table, Key={"pk": {"S": samples.BASE}})
 

@@ -14,6 +14,7 @@ from boto3.dynamodb.types import TypeDeserializer
 
 import db
 from archive import aws, datastream
+from archive.database import database_url, get_engine
 from archive.settings import get_settings
 from handlers.ingest import handler
 from tests import samples
@@ -58,7 +59,7 @@ def deliver(bucket: str, *keys_and_sizes: tuple[str, int]) -> dict:
 
 
 def row(base: str) -> dict | None:
-    with db.get_engine().connect() as conn:
+    with get_engine().connect() as conn:
         return db.get_row(conn, base)
 
 
@@ -145,7 +146,7 @@ def test_no_message_when_the_database_write_failed(stack, settings_env):
     s3, bucket, queue = stack
     files = [put(s3, bucket, f"data/{BASE}-EX00.txt", samples.header_text()),
              put(s3, bucket, f"data/{BASE}-EX10.jpg", samples.jpeg_bytes())]
-    good_url = db.database_url()
+    good_url = database_url()
     settings_env(DATABASE_URL=f"postgresql+psycopg2://nobody@127.0.0.1:{closed_port()}/none")
     db.dispose_engines()
     try:

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 import db
+import migrations
 
 
 @pytest.fixture
@@ -53,8 +54,8 @@ CREATE TABLE images (
 
 
 def test_migrate_creates_the_table_with_the_contract_columns(scratch_database):
-    db.migrate(scratch_database)
-    db.migrate(scratch_database)  # a second run changes nothing
+    migrations.upgrade(scratch_database)
+    migrations.upgrade(scratch_database)  # a second run changes nothing
     engine = create_engine(scratch_database)
     columns = {c["name"]: c for c in inspect(engine).get_columns("images")}
     assert set(columns) == {c.name for c in db.images.columns}
@@ -74,7 +75,7 @@ def test_migrate_adopts_an_existing_production_table_without_losing_rows(scratch
                 ),
                 {"b": f"sro-kb001ms-20220629-0000000{i}", "d": dt.datetime(2022, 6, 29), "m": i == 0 or None},
             )
-    db.migrate(scratch_database)
+    migrations.upgrade(scratch_database)
     with engine.begin() as conn:
         rows = conn.execute(text("SELECT * FROM images ORDER BY image_id")).mappings().all()
         assert [r["base_filename"] for r in rows] == [f"sro-kb001ms-20220629-0000000{i}" for i in range(3)]
@@ -95,7 +96,7 @@ def test_adoption_refuses_duplicate_base_filenames_with_a_clear_error(scratch_da
             conn.execute(text("INSERT INTO images (base_filename, capture_date, sort_date) "
                               "VALUES ('sro-kb001ms-20220629-00000001', now(), now())"))
     with pytest.raises(RuntimeError, match="base_filename has duplicates"):
-        db.migrate(scratch_database)
+        migrations.upgrade(scratch_database)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM images")).scalar() == 2
     engine.dispose()

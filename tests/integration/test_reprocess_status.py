@@ -13,6 +13,7 @@ import db
 from archive import aws
 from archive.cli.reprocess import StoredObject, list_objects, parse_since, replay_through_handler, selected
 from archive.cli.status import counts_by_site, format_table, queue_depths, recent, status_table
+from archive.database import get_engine
 from archive.local.simulate import make_exposure, render_files
 from archive.settings import get_settings
 
@@ -60,7 +61,7 @@ def upload_exposures(count: int) -> list[str]:
 
 def snapshot() -> list[tuple]:
     columns = [c for c in db.images.c if c.name != "image_id"]
-    with db.get_engine().connect() as conn:
+    with get_engine().connect() as conn:
         return [tuple(r) for r in conn.execute(select(*columns).order_by(db.images.c.base_filename))]
 
 
@@ -79,7 +80,7 @@ def test_reprocessing_the_bucket_rebuilds_the_rows_and_a_second_run_changes_noth
     # f sets fits_10, j sets jpg_medium and makes the thumbnail (jpg_small); no large FITS was uploaded.
     flags = [i for i, c in enumerate(c for c in db.images.c if c.name != "image_id") if c.name in db.FLAGS]
     assert {tuple(row[i] for i in flags) for row in rebuilt} == {(False, True, True, True)}
-    with db.get_engine().connect() as conn:
+    with get_engine().connect() as conn:
         dates = conn.execute(select(db.images.c.capture_date).order_by(db.images.c.base_filename)).scalars().all()
     assert dates == [dt.datetime(2026, 1, 1, 4, n) for n in (1, 2, 3)], "dated by the headers, not the replay"
 

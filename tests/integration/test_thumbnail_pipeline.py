@@ -11,6 +11,7 @@ from PIL import Image
 
 import db
 from archive import aws
+from archive.database import get_engine
 from archive.settings import get_settings
 from handlers.ingest import handler
 from tests import samples
@@ -36,7 +37,7 @@ def deliver(bucket: str, *keys_and_sizes: tuple[str, int]) -> dict:
 
 
 def row(base: str = BASE) -> dict | None:
-    with db.get_engine().connect() as conn:
+    with get_engine().connect() as conn:
         return db.get_row(conn, base)
 
 

@@ -1,0 +1,37 @@
+"""The one place the archive defers imports: Pillow, astropy and numpy.
+
+They cost 100-300 ms each at import, and most invocations never need them (a header text, a FITS flag,
+an expiry), so a Lambda cold start must not pay for them. Everything else is imported at the top of
+its module (ruff's PLC0415 holds the rest of the tree to that). Use them as `lazy.Image.open(...)`: the
+module is imported on first use, and type checkers see the real module.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    from astropy.io import fits
+    from PIL import Image, ImageDraw, ImageFont, ImageOps, JpegImagePlugin
+
+    __all__ = ["Image", "ImageDraw", "ImageFont", "ImageOps", "JpegImagePlugin", "fits", "np"]
+
+DEFERRED = {
+    "Image": "PIL.Image",
+    "ImageDraw": "PIL.ImageDraw",
+    "ImageFont": "PIL.ImageFont",
+    "ImageOps": "PIL.ImageOps",
+    "JpegImagePlugin": "PIL.JpegImagePlugin",
+    "fits": "astropy.io.fits",
+    "np": "numpy",
+}
+
+
+def __getattr__(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(DEFERRED[name])
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
