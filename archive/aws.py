@@ -6,15 +6,37 @@ through settings, so the same code talks to AWS, to moto's server, or to moto in
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from archive.settings import get_settings
+
+T = TypeVar("T")
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def to_dynamodb(item: Mapping[str, Any]) -> dict[str, Any]:
+    """Plain Python values (str, int, bool, dict) as the low-level client's DynamoDB JSON."""
+    return {name: _serializer.serialize(value) for name, value in item.items()}
+
+
+def from_dynamodb(item: Mapping[str, Any]) -> dict[str, Any]:
+    """DynamoDB JSON (a low-level client's item, a stream image) as plain Python values."""
+    return {name: _deserializer.deserialize(value) for name, value in item.items()}
+
+
+def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Consecutive slices of at most `size`: AWS batch APIs cap how many entries one call takes."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 @cache
@@ -55,6 +77,12 @@ def is_throttling(exc: BaseException) -> bool:
             "InternalError", "TransactionConflictException",
         }
     return False
+
+
+def is_condition_failure(exc: BaseException) -> bool:
+    """True for DynamoDB's refusal of a conditional write whose condition did not hold."""
+    code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
+    return code == "ConditionalCheckFailedException"
 
 
 def is_missing_object(exc: BaseException) -> bool:

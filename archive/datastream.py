@@ -14,13 +14,13 @@ import json
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-from archive.aws import client
+from archive.aws import batched, client
 from archive.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -81,11 +81,6 @@ def queue_url() -> str:
     return _queue_url_by_name(settings.datastream_queue_name, settings.region, settings.aws_endpoint_url)
 
 
-def _chunks(items: Sequence[Notification], size: int) -> Iterator[Sequence[Notification]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def _send(url: str, batch: Sequence[Notification]) -> int:
     """Send one batch; returns how many SQS refused (it raises only for a failed call)."""
     entries = [{"Id": str(i), "MessageBody": message_body(n)} for i, n in enumerate(batch)]
@@ -123,7 +118,7 @@ def notify(notifications: Iterable[Notification]) -> NotifyResult:
         logger.error("datastream queue unavailable", extra={"messages": len(pending), "error": repr(exc)})
         url, failed = None, len(pending)
     if url is not None:
-        for batch in _chunks(pending, SQS_BATCH):
+        for batch in batched(pending, SQS_BATCH):
             try:
                 refused = _send(url, batch)
             except Exception as exc:  # noqa: BLE001 - see above

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import db
 from archive import database
-from archive.aws import client
+from archive.aws import batched, client, to_dynamodb
 from archive.clock import epoch_seconds
+from archive.errors import RetryableError
 from archive.filenames import S3_DIRECTORIES, FilenameError, ParsedName, parse_base_filename
 from archive.settings import get_settings
 
@@ -38,8 +39,10 @@ class ExpiryResult:
     rows_deleted: int
 
 
-class ExpiryError(RuntimeError):
+class ExpiryError(RetryableError):
     """S3 refused to delete some keys; raised so the stream delivers the record again."""
+
+    topic = "expiry"
 
 
 def schedule_expiry(s3_directory: str, name: ParsedName, now: dt.datetime) -> bool:
@@ -52,11 +55,11 @@ def schedule_expiry(s3_directory: str, name: ParsedName, now: dt.datetime) -> bo
     try:
         ddb.put_item(
             TableName=settings.expiration_table,
-            Item={
-                "pk": {"S": name.base_filename},
-                "s3_directory": {"S": s3_directory},
-                "expiration_timestamp_s": {"N": str(int(epoch_seconds(now)) + lifespan)},
-            },
+            Item=to_dynamodb({
+                "pk": name.base_filename,
+                "s3_directory": s3_directory,
+                "expiration_timestamp_s": int(epoch_seconds(now)) + lifespan,
+            }),
             ConditionExpression="attribute_not_exists(pk)",
         )
     except ddb.exceptions.ConditionalCheckFailedException:
@@ -76,16 +79,11 @@ def list_exposure_keys(bucket: str, prefix: str) -> list[str]:
     return [obj["Key"] for page in paginator.paginate(Bucket=bucket, Prefix=prefix) for obj in page.get("Contents", [])]
 
 
-def _batches(keys: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for start in range(0, len(keys), size):
-        yield keys[start : start + size]
-
-
 def delete_keys(bucket: str, keys: Sequence[str]) -> int:
     """Delete keys in DeleteObjects batches; raise ExpiryError if S3 reports any key it could not delete."""
     s3 = client("s3")
     deleted = 0
-    for batch in _batches(keys, DELETE_BATCH):
+    for batch in batched(keys, DELETE_BATCH):
         response = s3.delete_objects(
             Bucket=bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True}
         )

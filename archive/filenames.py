@@ -14,6 +14,7 @@ from enum import Enum
 from urllib.parse import unquote_plus
 
 from archive.errors import Rejected
+from archive.uploads_log import UNKNOWN_SITE
 
 S3_DIRECTORIES = ("data", "info-images", "allsky")
 EXTENSIONS = ("fits.bz2", "fits.fz", "fits", "jpg", "txt")
@@ -151,11 +152,11 @@ def decode_event_key(raw_key: str) -> str:
 def site_of(key: object) -> str:
     """Best-effort site for logging a key that may not parse: the parsed site, else `unknown_site`."""
     if not isinstance(key, str):
-        return "unknown_site"
+        return UNKNOWN_SITE
     try:
         return parse_key(key).name.site
     except FilenameError:
-        return "unknown_site"
+        return UNKNOWN_SITE
 
 
 class FileRole(Enum):

@@ -28,11 +28,10 @@ from botocore.exceptions import ClientError
 
 from archive.aws import client, is_missing_object
 from archive.errors import ObjectMissing
-from archive.headers import Header, HeaderError, parse_header
+from archive.headers import CARD, Header, HeaderError, parse_header
 from archive.settings import get_settings
 
 BLOCK = 2880
-CARD = 80
 FIRST_READ = BLOCK * 8  # most headers (< ~290 cards) and an fpack primary+table header fit in one GET
 GROWTH = 4
 # bzip2 decompresses whole blocks of up to 900 kB; a block of incompressible data is a little bigger.

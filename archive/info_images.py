@@ -22,12 +22,10 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from archive.aws import client
+from archive.aws import client, is_condition_failure, to_dynamodb
 from archive.clock import epoch_seconds
 from archive.errors import Rejected
-from archive.filenames import ParsedName
+from archive.filenames import ParsedName, file_role
 from archive.settings import get_settings
 
 CHANNELS = (1, 2, 3)
@@ -51,15 +49,8 @@ def file_fields(name: ParsedName, key: str, header: Mapping[str, str] | None) ->
     if name.ext == "txt":
         # DynamoDB refuses empty map keys (moto does not); a blank keyword has nothing to show anyway.
         return {"header": {k: v for k, v in (header or {}).items() if k}}
-    if name.ext == "jpg" and name.reduction in ("10", "13"):
-        return {"jpg_10_file_path": key, "jpg_medium_exists": True}
-    if name.ext == "jpg" and name.reduction == "11":
-        return {"jpg_11_file_path": key, "jpg_small_exists": True}
-    if name.is_fits and name.reduction in ("00", "01"):
-        return {"fits_01_file_path": key, "fits_01_exists": True}
-    if name.is_fits and name.reduction in ("10", "13"):
-        return {"fits_10_file_path": key, "fits_10_exists": True}
-    return {}
+    role = file_role(name)
+    return {role.path_field: key, role.flag: True} if role else {}
 
 
 def exposure_fields(name: ParsedName, expiration_timestamp: int) -> dict[str, Any]:
@@ -71,29 +62,11 @@ def exposure_fields(name: ParsedName, expiration_timestamp: int) -> dict[str, An
     }
 
 
-def _attr(value: Any) -> dict[str, Any]:
-    if isinstance(value, bool):
-        return {"BOOL": value}
-    if isinstance(value, int):
-        return {"N": str(value)}
-    if isinstance(value, Mapping):
-        return {"M": {str(k): {"S": str(v)} for k, v in value.items()}}
-    return {"S": str(value)}
-
-
-def _is_condition_failure(exc: Exception) -> bool:
-
-    return (
-        isinstance(exc, ClientError)
-        and exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
-    )
-
-
 def _add_to_exposure(table: str, pk: str, fields: Mapping[str, Any]) -> bool:
     """Step 1: set these fields on the item if it holds this exposure. False when it does not."""
     names = {f"#a{i}": name for i, name in enumerate(fields)}
-    values = {f":v{i}": _attr(value) for i, value in enumerate(fields.values())}
-    values[":b"] = _attr(fields["base_filename"])
+    values = to_dynamodb({f":v{i}": value for i, value in enumerate(fields.values())})
+    values.update(to_dynamodb({":b": fields["base_filename"]}))
     assignments = ", ".join(f"#a{i} = :v{i}" for i in range(len(fields)))
     try:
         client("dynamodb").update_item(
@@ -105,7 +78,7 @@ def _add_to_exposure(table: str, pk: str, fields: Mapping[str, Any]) -> bool:
             ExpressionAttributeValues=values,
         )
     except Exception as exc:
-        if _is_condition_failure(exc):
+        if is_condition_failure(exc):
             return False
         raise
     return True
@@ -113,17 +86,17 @@ def _add_to_exposure(table: str, pk: str, fields: Mapping[str, Any]) -> bool:
 
 def _replace_exposure(table: str, pk: str, fields: Mapping[str, Any]) -> bool:
     """Step 2: replace the whole item unless it already holds this exposure. False when it does."""
-    item = {"pk": {"S": pk}, **{name: _attr(value) for name, value in fields.items()}}
+    item = to_dynamodb({"pk": pk, **fields})
     try:
         client("dynamodb").put_item(
             TableName=table,
             Item=item,
             ConditionExpression="attribute_not_exists(pk) OR attribute_not_exists(base_filename) "
             "OR base_filename <> :b",
-            ExpressionAttributeValues={":b": _attr(fields["base_filename"])},
+            ExpressionAttributeValues=to_dynamodb({":b": fields["base_filename"]}),
         )
     except Exception as exc:
-        if _is_condition_failure(exc):
+        if is_condition_failure(exc):
             return False
         raise
     return True

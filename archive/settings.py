@@ -8,17 +8,17 @@ local stack change the environment and call `get_settings.cache_clear()`.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 
 DEFAULT_EXPIRING_DATA_TYPES = "EP=604800,EF=86400"
 DEFAULT_SITE_EXPIRY = "tst=300"
 
 
-def _int(env: dict[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
+def _int(env: Mapping[str, str], name: str) -> int:
+    raw = env[name].strip()
     try:
         return int(raw)
     except ValueError as exc:
@@ -70,36 +70,63 @@ class Settings:
         return self.site_expiry_seconds.get(site, self.expiring_data_types[data_type])
 
 
-def load_settings(env: dict[str, str] | None = None) -> Settings:
+# Setting -> environment variable. Defaults live once, on the dataclass fields above; a variable that
+# is unset (or empty) leaves its field's default.
+_TEXT = {
+    "bucket": "BUCKET_NAME",
+    "uploads_log_table": "UPLOADS_LOG_TABLE",
+    "info_images_table": "INFO_IMAGES_TABLE",
+    "expiration_table": "EXPIRATION_TABLE",
+    "datastream_queue_name": "DATASTREAM_QUEUE_NAME",
+    "ingest_queue_name": "INGEST_QUEUE_NAME",
+    "thumbnail_cache_control": "THUMBNAIL_CACHE_CONTROL",
+    "log_level": "LOG_LEVEL",
+}
+_OPTIONAL = {
+    "aws_endpoint_url": "AWS_ENDPOINT_URL",
+    "database_url": "DATABASE_URL",
+    "database_url_ssm_param": "DATABASE_URL_SSM_PARAM",
+    "datastream_queue_url": "DATASTREAM_QUEUE_URL",
+}
+_INTEGER = {
+    "uploads_log_ttl_hours": "UPLOADS_LOG_TTL_HOURS",
+    "info_image_ttl_hours": "INFO_IMAGE_TTL_HOURS",
+    "thumbnail_height_px": "THUMBNAIL_HEIGHT_PX",
+    "thumbnail_quality": "THUMBNAIL_QUALITY",
+    "thumbnail_max_pixels": "THUMBNAIL_MAX_PIXELS",
+    "thumbnail_max_bytes": "THUMBNAIL_MAX_BYTES",
+    "fits_header_max_bytes": "FITS_HEADER_MAX_BYTES",
+}
+# Names that embed the stage when not set explicitly.
+_PER_STAGE = {
+    "datastream_queue_name": "datastreamIncomingQueue-{stage}",
+    "ingest_queue_name": "photonranch-archive-ingest-{stage}",
+}
+
+
+# Every environment variable load_settings reads (the deployment sets them; tests check the template).
+ENVIRONMENT = (
+    "STAGE", "AWS_REGION", "AWS_DEFAULT_REGION", "EXPIRING_DATA_TYPES", "SITE_EXPIRY_SECONDS",
+    *_TEXT.values(), *_OPTIONAL.values(), *_INTEGER.values(),
+)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
-    stage = env.get("STAGE", "dev")
-    return Settings(
-        stage=stage,
-        region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
-        aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
-        bucket=env.get("BUCKET_NAME", "photonranch-001"),
-        database_url=env.get("DATABASE_URL") or None,
-        database_url_ssm_param=env.get("DATABASE_URL_SSM_PARAM") or None,
-        uploads_log_table=env.get("UPLOADS_LOG_TABLE", "recent-uploads-log"),
-        info_images_table=env.get("INFO_IMAGES_TABLE", "info-images"),
-        expiration_table=env.get("EXPIRATION_TABLE", "data-expiration-tracker"),
-        datastream_queue_name=env.get("DATASTREAM_QUEUE_NAME", f"datastreamIncomingQueue-{stage}"),
-        datastream_queue_url=env.get("DATASTREAM_QUEUE_URL") or None,
-        ingest_queue_name=env.get("INGEST_QUEUE_NAME", f"photonranch-archive-ingest-{stage}"),
-        uploads_log_ttl_hours=_int(env, "UPLOADS_LOG_TTL_HOURS", 48),
-        info_image_ttl_hours=_int(env, "INFO_IMAGE_TTL_HOURS", 48),
-        expiring_data_types=_lifespans(
+    stage = env.get("STAGE") or Settings.stage
+    values: dict[str, Any] = {
+        "stage": stage,
+        "region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or Settings.region,
+        "expiring_data_types": _lifespans(
             env.get("EXPIRING_DATA_TYPES", DEFAULT_EXPIRING_DATA_TYPES), "EXPIRING_DATA_TYPES"
         ),
-        site_expiry_seconds=_lifespans(env.get("SITE_EXPIRY_SECONDS", DEFAULT_SITE_EXPIRY), "SITE_EXPIRY_SECONDS"),
-        thumbnail_height_px=_int(env, "THUMBNAIL_HEIGHT_PX", 128),
-        thumbnail_quality=_int(env, "THUMBNAIL_QUALITY", 85),
-        thumbnail_cache_control=env.get("THUMBNAIL_CACHE_CONTROL", "public, max-age=31536000, immutable"),
-        thumbnail_max_pixels=_int(env, "THUMBNAIL_MAX_PIXELS", 100_000_000),
-        thumbnail_max_bytes=_int(env, "THUMBNAIL_MAX_BYTES", 64 * 1024 * 1024),
-        fits_header_max_bytes=_int(env, "FITS_HEADER_MAX_BYTES", 2_880 * 400),
-        log_level=env.get("LOG_LEVEL", "INFO"),
-    )
+        "site_expiry_seconds": _lifespans(env.get("SITE_EXPIRY_SECONDS", DEFAULT_SITE_EXPIRY), "SITE_EXPIRY_SECONDS"),
+    }
+    values.update({name: pattern.format(stage=stage) for name, pattern in _PER_STAGE.items()})
+    values.update({name: env[var] for name, var in _TEXT.items() if env.get(var)})
+    values.update({name: env.get(var) or None for name, var in _OPTIONAL.items()})
+    values.update({name: _int(env, var) for name, var in _INTEGER.items() if env.get(var, "").strip()})
+    return Settings(**values)
 
 
 @cache

@@ -15,7 +15,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from archive.aws import client
+from archive.aws import client, to_dynamodb
 from archive.settings import get_settings
 
 INGESTED, IGNORED, REJECTED, FAILED = "ingested", "ignored", "rejected", "failed"
@@ -56,10 +56,6 @@ def build_item(
     }
 
 
-def _to_dynamodb(item: dict[str, Any]) -> dict[str, dict[str, str]]:
-    return {name: ({"N": str(value)} if isinstance(value, int) else {"S": value}) for name, value in item.items()}
-
-
 def record_upload(
     *, key: str, site: str, size_bytes: int, status: str, reason: str, upload_time: dt.datetime
 ) -> dict[str, Any]:
@@ -74,5 +70,5 @@ def record_upload(
         upload_time=upload_time,
         ttl_hours=settings.uploads_log_ttl_hours,
     )
-    client("dynamodb").put_item(TableName=settings.uploads_log_table, Item=_to_dynamodb(item))
+    client("dynamodb").put_item(TableName=settings.uploads_log_table, Item=to_dynamodb(item))
     return item

@@ -17,13 +17,11 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
-from boto3.dynamodb.types import TypeDeserializer
 
+from archive.aws import from_dynamodb
 from archive.expirations import TTL_IDENTITY, expire_exposure
 from archive.filenames import FilenameError
 from handlers.observability import logger, start_invocation
-
-_deserializer = TypeDeserializer()
 
 
 def is_ttl_removal(record: dict[str, Any]) -> bool:
@@ -34,7 +32,7 @@ def is_ttl_removal(record: dict[str, Any]) -> bool:
 def old_image(record: dict[str, Any]) -> dict[str, Any]:
     """The removed item as plain Python values (it arrives in DynamoDB JSON)."""
     image = (record.get("dynamodb") or {}).get("OldImage") or {}
-    return {name: _deserializer.deserialize(value) for name, value in image.items()}
+    return from_dynamodb(image)
 
 
 def _expire(record: dict[str, Any]) -> None:

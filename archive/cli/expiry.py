@@ -10,7 +10,6 @@ from archive.filenames import FilenameError
 
 
 def run_cancel(args: argparse.Namespace) -> int:
-
     status = 0
     for base in args.base_filename:
         try:

@@ -8,7 +8,6 @@ import migrations
 
 
 def run(args: argparse.Namespace) -> int:
-
     migrations.upgrade(args.database_url)
     print("images table is at the latest migration")
     return 0

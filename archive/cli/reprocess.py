@@ -64,14 +64,12 @@ def selected(
 
 
 def list_objects(bucket: str, prefix: str) -> Iterator[StoredObject]:
-
     for page in client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             yield StoredObject(obj["Key"], int(obj["Size"]), obj["LastModified"], obj.get("ETag", ""))
 
 
 def event_for(obj: StoredObject, bucket: str, region: str) -> dict[str, Any]:
-
     return s3_object_created_event(bucket, obj.key, obj.size_bytes, obj.last_modified, region, obj.etag)
 
 
@@ -100,9 +98,6 @@ def replay_through_handler(objects: list[StoredObject], bucket: str, region: str
 
 
 def replay_through_queue(objects: list[StoredObject], bucket: str, region: str, progress: bool) -> Counter[str]:
-
-
-
     sqs = client("sqs")
     queue_url = os.environ.get("INGEST_QUEUE_URL") or sqs.get_queue_url(QueueName=get_settings().ingest_queue_name)[
         "QueueUrl"
@@ -122,7 +117,6 @@ def replay_through_queue(objects: list[StoredObject], bucket: str, region: str, 
 
 
 def run(args: argparse.Namespace) -> int:
-
     print(load_target(args.env_file))
     settings = get_settings()
     objects = selected(list_objects(settings.bucket, args.prefix), site=args.site, since=args.since)
@@ -141,7 +135,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-
     parser = subparsers.add_parser(
         "reprocess",
         help="replay object-created events for objects already in the bucket (backfill)",

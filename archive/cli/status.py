@@ -15,12 +15,11 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer
 from sqlalchemy import func, select
 
 import db
 from archive import database
-from archive.aws import client
+from archive.aws import client, from_dynamodb
 from archive.local.target import add_env_file_argument, load_target
 from archive.settings import get_settings
 from archive.uploads_log import STATUSES
@@ -60,17 +59,13 @@ def recent(items: Iterable[Mapping[str, Any]], limit: int) -> list[Mapping[str, 
 
 
 def scan_uploads_log() -> list[dict[str, Any]]:
-
-
-    deserialize = TypeDeserializer().deserialize
     items = []
     for page in client("dynamodb").get_paginator("scan").paginate(TableName=get_settings().uploads_log_table):
-        items += [{k: deserialize(v) for k, v in item.items()} for item in page.get("Items", [])]
+        items += [from_dynamodb(item) for item in page.get("Items", [])]
     return items
 
 
 def queue_depths() -> list[tuple[str, str, str, str]]:
-
     settings = get_settings()
     sqs = client("sqs")
     names = [settings.ingest_queue_name, f"{settings.ingest_queue_name}-dlq", settings.datastream_queue_name]
@@ -108,7 +103,6 @@ def image_rows_per_site() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-
     print(load_target(args.env_file))
     items = scan_uploads_log()
     print(f"\nUploads logged ({len(items)} items)")
@@ -133,7 +127,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-
     parser = subparsers.add_parser(
         "status", help="uploads per site and status, the last uploads, queue depths", description=__doc__
     )

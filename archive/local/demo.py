@@ -26,14 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer
 from PIL import Image
 from sqlalchemy import select
 from tqdm import tqdm
 
 import db
 from archive import database
-from archive.aws import client
+from archive.aws import client, from_dynamodb
 from archive.filenames import parse_key
 from archive.local.contact_sheet import contact_sheet
 from archive.local.simulate import Exposure, SimulationResult, SiteRun, UploadRecord, simulate
@@ -224,8 +223,6 @@ class DemoReport:
 
 
 def fetch_rows(base_filenames: Iterable[str]) -> dict[str, dict[str, Any]]:
-
-
     names = list(base_filenames)
     with database.get_engine().connect() as conn:
         result = conn.execute(select(db.images).where(db.images.c.base_filename.in_(names))).mappings()
@@ -233,7 +230,6 @@ def fetch_rows(base_filenames: Iterable[str]) -> dict[str, dict[str, Any]]:
 
 
 def fetch_log_statuses() -> dict[str, set[str]]:
-
     statuses: dict[str, set[str]] = {}
     paginator = client("dynamodb").get_paginator("scan")
     for page in paginator.paginate(TableName=get_settings().uploads_log_table):
@@ -261,7 +257,6 @@ def drain_queue(queue_url: str) -> list[str]:
 
 
 def get_object(key: str) -> bytes | None:
-
     s3 = client("s3")
     try:
         return s3.get_object(Bucket=get_settings().bucket, Key=key)["Body"].read()
@@ -270,7 +265,6 @@ def get_object(key: str) -> bytes | None:
 
 
 def check_thumbnails(medium_keys: Sequence[str], height: int) -> tuple[Check, dict[str, bytes | None]]:
-
     found: dict[str, bytes | None] = {}
     problems = []
     for medium in medium_keys:
@@ -288,11 +282,9 @@ def check_thumbnails(medium_keys: Sequence[str], height: int) -> tuple[Check, di
 
 
 def check_info_channel(site: str, channel: int, exposure: Exposure) -> Check:
-
-
     pk = f"{site}#{channel}"
     raw = client("dynamodb").get_item(TableName=get_settings().info_images_table, Key={"pk": {"S": pk}})
-    item = {k: TypeDeserializer().deserialize(v) for k, v in raw.get("Item", {}).items()}
+    item = from_dynamodb(raw.get("Item", {}))
     wanted = {"base_filename": exposure.base_filename, "jpg_medium_exists": True, "jpg_small_exists": True,
               "fits_10_exists": True}
     wrong = [f"{k}={item.get(k)!r}" for k, v in wanted.items() if item.get(k) != v]
@@ -303,7 +295,6 @@ def check_info_channel(site: str, channel: int, exposure: Exposure) -> Check:
 
 
 def exposure_gone(exposure: Exposure) -> tuple[bool, str]:
-
     prefix = f"{exposure.s3_directory}/{exposure.base_filename}-"
     left = client("s3").list_objects_v2(Bucket=get_settings().bucket, Prefix=prefix).get("KeyCount", 0)
     row = fetch_rows([exposure.base_filename]).get(exposure.base_filename)
@@ -329,7 +320,6 @@ def wait_for(done_log: DeliveryLog, expected: set[str], deadline: float, progres
 
 
 def run_demo(args: argparse.Namespace) -> DemoReport:
-
     started = time.time()
     log = DeliveryLog()
     report = DemoReport()

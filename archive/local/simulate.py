@@ -220,7 +220,6 @@ def make_exposure(
 
 
 def _fits_bytes(image: np.ndarray, header: Any) -> bytes:
-
     out = io.BytesIO()
     fits.PrimaryHDU(image, header=header).writeto(out, output_verify="silentfix")
     return out.getvalue()

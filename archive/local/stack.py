@@ -113,7 +113,6 @@ def _named_postgres_url(server_url: str, name: str) -> str:
 
 
 def _ensure_postgres_database(server_url: str, name: str, fresh: bool) -> None:
-
     engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
@@ -182,7 +181,6 @@ class LocalStack:
     # -- environment ---------------------------------------------------------------------------
 
     def _apply_env(self, values: dict[str, str], unset: tuple[str, ...] = ()) -> None:
-
         for key in (*values, *unset):
             self._saved_env.setdefault(key, os.environ.get(key))
         for key in unset:
@@ -192,7 +190,6 @@ class LocalStack:
         aws.clear_clients()
 
     def _restore_env(self) -> None:
-
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -245,7 +242,6 @@ class LocalStack:
             self._exit.callback(self._remove_env_file)
 
     def _start_moto(self) -> None:
-
         opts = self.options
         # ThreadedMotoServer.start() waits forever when the port is taken: check first.
         if opts.port and not port_is_free(opts.host, opts.port):
@@ -266,7 +262,6 @@ class LocalStack:
         urllib.request.urlopen(urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")).read()
 
     def _provision(self) -> None:
-
         settings = get_settings()
         provision_bucket(settings)
         provision_tables(settings)
@@ -280,7 +275,6 @@ class LocalStack:
         bucket_config.apply(settings.bucket, bucket_config.plan(notifications, rules, queue_arn))
 
     def _public_env(self) -> dict[str, str]:
-
         s = get_settings()
         env = {
             "AWS_ENDPOINT_URL": self.endpoint_url,

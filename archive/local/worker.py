@@ -62,7 +62,6 @@ def keys_in_body(body: str) -> tuple[str, ...]:
 
 
 def default_handler() -> Handler:
-
     return handler
 
 

@@ -18,7 +18,6 @@ What is enforced, and why:
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import re
@@ -28,10 +27,11 @@ from typing import Any
 
 import pytest
 
+from archive.settings import ENVIRONMENT, load_settings
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = ROOT / ".serverless"
 TEMPLATE = PACKAGE_DIR / "cloudformation-template-update-stack.json"
-SETTINGS_SOURCE = ROOT / "archive" / "settings.py"
 BUCKET_PREFIXES = ("data/", "info-images/", "allsky/")
 LAMBDA_UNZIPPED_LIMIT = 250 * 2**20
 INGEST_BUDGET = 120 * 2**20
@@ -158,32 +158,6 @@ def dead_letter_problems(template: dict, function_id: str) -> list[str]:
     return problems
 
 
-def settings_read_by_code(source: str) -> set[str]:
-    """Environment names read in load_settings(): `env.get("X", …)`, `env["X"]`, `helper(env, "X", …)`."""
-    tree = ast.parse(source)
-    loader = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "load_settings")
-    names = set()
-    for node in ast.walk(loader):
-        if isinstance(node, ast.Call):
-            func, args = node.func, node.args
-            if isinstance(func, ast.Attribute) and func.attr == "get" and _is_env(func.value) and args:
-                names.add(_literal(args[0]))
-            elif len(args) >= 2 and _is_env(args[0]):
-                names.add(_literal(args[1]))
-        elif isinstance(node, ast.Subscript) and _is_env(node.value):
-            names.add(_literal(node.slice))
-    names.discard(None)
-    return names
-
-
-def _is_env(node: ast.AST) -> bool:
-    return isinstance(node, ast.Name) and node.id == "env"
-
-
-def _literal(node: ast.AST) -> str | None:
-    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
-
-
 def role_statements(template: dict, function_id: str) -> list[dict]:
     role_id = render(template["Resources"][function_id]["Properties"]["Role"]).removeprefix("GetAtt:").split(".")[0]
     role = template["Resources"][role_id]["Properties"]
@@ -241,17 +215,13 @@ def test_a_function_without_a_dead_letter_path_is_flagged():
         "no event source and no DeadLetterConfig or async on-failure destination"]
 
 
-def test_settings_are_found_in_every_form_load_settings_uses():
-    source = '''
-def load_settings(env=None):
-    return Settings(a=env.get("PLAIN", "x"), b=_int(env, "HELPER", 3), c=env["INDEXED"], d=other("NOT_ENV"))
-'''
-    assert settings_read_by_code(source) == {"PLAIN", "HELPER", "INDEXED"}
-
-
-def test_the_real_settings_module_yields_its_settings():
-    names = settings_read_by_code(SETTINGS_SOURCE.read_text())
-    assert {"STAGE", "BUCKET_NAME", "DATABASE_URL_SSM_PARAM", "EXPIRATION_TABLE", "LOG_LEVEL"} <= names
+def test_every_listed_environment_variable_changes_the_settings():
+    """ENVIRONMENT is what the template must set: each name in it is really read by load_settings."""
+    samples = {"EXPIRING_DATA_TYPES": "XX=1", "SITE_EXPIRY_SECONDS": "abc=2"}
+    for name in ENVIRONMENT:
+        value = samples.get(name, "7")
+        assert load_settings({name: value}) != load_settings({}), name
+    assert {"STAGE", "BUCKET_NAME", "DATABASE_URL_SSM_PARAM", "EXPIRATION_TABLE", "LOG_LEVEL"} <= set(ENVIRONMENT)
 
 
 # --- the generated template and zips -----------------------------------------------------------------
@@ -329,7 +299,7 @@ def test_expire_sees_only_ttl_removals(template, functions):
 
 
 def test_every_setting_the_code_reads_is_set_for_every_function(functions):
-    wanted = settings_read_by_code(SETTINGS_SOURCE.read_text()) - RUNTIME_PROVIDED - FORBIDDEN_IN_LAMBDA
+    wanted = set(ENVIRONMENT) - RUNTIME_PROVIDED - FORBIDDEN_IN_LAMBDA
     for function_id, function in functions.items():
         env = function["Properties"]["Environment"]["Variables"]
         assert sorted(wanted - set(env)) == [], f"{function_id} does not set these settings"
