@@ -16,10 +16,12 @@ venv: $(STAMP)
 
 test: venv
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 $(VENV)/.bench: $(STAMP) requirements-bench.txt
 	$(BIN)/pip install --quiet -r requirements-bench.txt -c constraints.txt

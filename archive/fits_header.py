@@ -140,6 +140,13 @@ def _read_header(source: RangedObject, start: int, limit: int, magic: bytes, wha
         want *= GROWTH
 
 
+def _check_bz2_start(data: bytes) -> None:
+    if not data:
+        raise HeaderError("object is empty")
+    if not data.startswith(b"BZh"[: len(data)]):
+        raise HeaderError("not bzip2 data (a .fits.bz2 name, but no 'BZh' signature)")
+
+
 def _read_bz2_header(source: RangedObject, limit: int) -> bytes:
     """The primary header of a bzip2-compressed FITS file, decompressing ranged reads as they come."""
     compressed_limit = max(limit, BZ2_BLOCK_MAX)
@@ -163,10 +170,7 @@ def _read_bz2_header(source: RangedObject, limit: int) -> bytes:
             pending = source.read(offset, want)
             exhausted = len(pending) < want
             if offset == 0:
-                if not pending:
-                    raise HeaderError("object is empty")
-                if not pending.startswith(b"BZh"[: len(pending)]):
-                    raise HeaderError("not bzip2 data (a .fits.bz2 name, but no 'BZh' signature)")
+                _check_bz2_start(pending)
             offset += len(pending)
             want = max(1, min(want * GROWTH, compressed_limit - offset))
         scan_from = max(0, (len(out) // CARD - 1) * CARD)

@@ -218,7 +218,7 @@ def parse_header(data: bytes | bytearray | memoryview | str) -> Header:
             if head == "CONTINUE":
                 piece = card[8:].lstrip()
                 split = _split_string(piece) if long_key is not None and piece[:1] == "'" else None
-                if split is not None:
+                if split is not None and long_key is not None:
                     if pieces is None:
                         pieces, piece_comments = [_strip_ampersand(long_raw)], [long_comment] if long_comment else []
                     pieces.append(_strip_ampersand(split[0]))

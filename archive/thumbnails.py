@@ -132,7 +132,8 @@ def to_jpeg_mode(image: lazy.Image.Image) -> lazy.Image.Image:
     if mode.startswith("I;16"):
         return image.convert("I").point(lambda v: v * (255 / 65535) + 0.5).convert("L")
     if mode in ("I", "F"):  # no fixed range: stretch what is there
-        low, high = image.getextrema()  # type: ignore[misc]
+        low, high = image.getextrema()
+        assert isinstance(low, int | float) and isinstance(high, int | float)  # one band: (min, max)
         scale = 255 / ((high - low) or 1)
         return image.convert("F").point(lambda v: (v - low) * scale + 0.5).convert("L")
     if mode in ("1", "LA", "La"):

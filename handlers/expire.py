@@ -69,4 +69,4 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
     with processor(records=event.get("Records") or [], handler=_record_handler, lambda_context=context):
         processor.process()
-    return processor.response()
+    return dict(processor.response())

@@ -50,7 +50,7 @@ def handle_sqs(event: dict[str, Any], context: Any) -> dict[str, Any]:
     response = processor.response()
     logger.info("batch done", extra={"messages": len(results), "uploads": len(outcomes),
                                      "retry": len(response["batchItemFailures"])})
-    return response
+    return dict(response)
 
 
 def handle_direct(event: dict[str, Any]) -> dict[str, Any]:

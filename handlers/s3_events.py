@@ -12,11 +12,12 @@ import json
 from typing import Any
 
 from archive.clock import utc_now
+from archive.errors import PermanentError
 from archive.filenames import decode_event_key
 from archive.ingest import Upload
 
 
-class EventError(ValueError):
+class EventError(PermanentError, ValueError):
     """An event (or message body) that is not any shape we know; never fixed by a retry."""
 
 
@@ -50,8 +51,7 @@ def _upload(part: Any, event_time: Any, *, url_encoded: bool, shape: str) -> Upl
     return Upload(bucket, decode_event_key(key) if url_encoded else key, size, _parse_time(event_time))
 
 
-def uploads_in(payload: Any) -> list[Upload]:
-    """All object-created uploads in an event or message body (a dict or its JSON text)."""
+def _as_object(payload: Any) -> dict[str, Any]:
     if isinstance(payload, str | bytes):
         try:
             payload = json.loads(payload)
@@ -59,35 +59,49 @@ def uploads_in(payload: Any) -> list[Upload]:
             raise EventError(f"message body is not JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise EventError(f"event is a {type(payload).__name__}, not an object")
-    if payload.get("Event") == "s3:TestEvent":
-        return []
-    if payload.get("source") == "aws.s3":
-        if payload.get("detail-type") != "Object Created":
+    return payload
+
+
+def _record_uploads(record: Any) -> list[Upload]:
+    """The uploads one record of a `Records` list carries (S3, SNS or SQS)."""
+    if not isinstance(record, dict):
+        raise EventError("a record is not an object")
+    source = record.get("eventSource") or record.get("EventSource")
+    if source == "aws:s3":
+        if not str(record.get("eventName", "")).startswith("ObjectCreated"):
             return []
-        return [_upload(payload.get("detail"), payload.get("time"), url_encoded=False, shape="EventBridge event")]
-    if payload.get("Type") == "Notification" and "Message" in payload:  # SNS envelope inside SQS
-        return uploads_in(payload["Message"])
-    records = payload.get("Records")
+        return [_upload(record.get("s3"), record.get("eventTime"), url_encoded=True, shape="S3 record")]
+    if source == "aws:sns":
+        sns = record.get("Sns")
+        return uploads_in(sns.get("Message", "") if isinstance(sns, dict) else "")
+    if source == "aws:sqs":
+        return uploads_in(record.get("body", ""))
+    raise EventError(f"record from an unknown source {source!r}")
+
+
+def uploads_in(payload: Any) -> list[Upload]:
+    """All object-created uploads in an event or message body (a dict or its JSON text).
+
+    Raises:
+        EventError: not a shape we know (permanent: logged and dropped, never retried).
+    """
+    event = _as_object(payload)
+    if event.get("Event") == "s3:TestEvent":
+        return []
+    if event.get("source") == "aws.s3":
+        if event.get("detail-type") != "Object Created":
+            return []
+        return [_upload(event.get("detail"), event.get("time"), url_encoded=False, shape="EventBridge event")]
+    if event.get("Type") == "Notification" and "Message" in event:  # SNS envelope inside SQS
+        return uploads_in(event["Message"])
+    records = event.get("Records")
     if not isinstance(records, list):
         raise EventError("event has no Records and is not an EventBridge or test event")
-    uploads: list[Upload] = []
-    for record in records:
-        if not isinstance(record, dict):
-            raise EventError("a record is not an object")
-        source = record.get("eventSource") or record.get("EventSource")
-        if source == "aws:s3":
-            if str(record.get("eventName", "")).startswith("ObjectCreated"):
-                uploads.append(_upload(record.get("s3"), record.get("eventTime"), url_encoded=True, shape="S3 record"))
-        elif source == "aws:sns":
-            sns = record.get("Sns")
-            uploads.extend(uploads_in(sns.get("Message", "") if isinstance(sns, dict) else ""))
-        elif source == "aws:sqs":
-            uploads.extend(uploads_in(record.get("body", "")))
-        else:
-            raise EventError(f"record from an unknown source {source!r}")
-    return uploads
+    return [upload for record in records for upload in _record_uploads(record)]
 
 
 def is_sqs_batch(event: Any) -> bool:
     records = event.get("Records") if isinstance(event, dict) else None
-    return bool(records) and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
+    if not isinstance(records, list) or not records:
+        return False
+    return all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)

@@ -8,12 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from moto import mock_aws
 from sqlalchemy import text
 
 import db
 import migrations
 from archive import aws
 from archive.database import get_engine
+from archive.local.postgres import LocalPostgres
+from archive.local.provision import provision_all
 from archive.settings import get_settings
 
 # AWS credentials/region for moto, set before anything builds a client.
@@ -32,7 +35,6 @@ def database_url() -> Iterator[str]:
         migrations.upgrade(url)
         yield url
         return
-    from archive.local.postgres import LocalPostgres
 
     with tempfile.TemporaryDirectory(prefix="archive-pg-") as tmp:
         cluster = LocalPostgres(Path(tmp) / "pg", durable=False)
@@ -75,9 +77,6 @@ def database(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
 @pytest.fixture
 def aws_stack(monkeypatch: pytest.MonkeyPatch):
     """moto in-process with the bucket, tables and queues provisioned."""
-    from moto import mock_aws
-
-    from archive.local.provision import provision_all
 
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     get_settings.cache_clear()

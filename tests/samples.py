@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import io
 import json
+from urllib.parse import quote_plus
 
 import numpy as np
 from astropy.io import fits
@@ -82,7 +83,6 @@ def exposure_files(base: str = BASE, data_type: str = "EX") -> dict[str, bytes]:
 
 def s3_record(bucket: str, key: str, size: int = 0, event_time: str = "2022-06-29T04:00:00.000Z") -> dict:
     """One S3 ObjectCreated record as S3 sends it (key URL-encoded)."""
-    from urllib.parse import quote_plus
 
     return {
         "eventVersion": "2.1",

@@ -319,6 +319,25 @@ def wait_for(done_log: DeliveryLog, expected: set[str], deadline: float, progres
             time.sleep(0.1)
 
 
+def wait_until_expired(expiring: Exposure, deadline: float) -> Check:
+    gone, detail = exposure_gone(expiring)
+    while not gone and time.time() < deadline:
+        time.sleep(0.5)
+        gone, detail = exposure_gone(expiring)
+    return Check("expired exposure gone", gone, detail)
+
+
+def expected_announcements(
+    results: Iterable[SimulationResult], info: Exposure
+) -> list[tuple[str, str, int | None]]:
+    """The datastream messages the demo's uploads must cause: one per exposure, the channel for info."""
+    announced: list[tuple[str, str, int | None]] = [
+        (e.s3_directory, e.base_filename, None) for r in results for e in r.exposures if e.s3_directory != "info-images"
+    ]
+    announced.append((info.s3_directory, info.base_filename, 1))
+    return announced
+
+
 def run_demo(args: argparse.Namespace) -> DemoReport:
     started = time.time()
     log = DeliveryLog()
@@ -380,16 +399,8 @@ def run_demo(args: argparse.Namespace) -> DemoReport:
         info = results["info"].exposures[0]
         report.checks.append(check_info_channel(EXPIRING_SITE, 1, info))
 
-        deadline = time.time() + EXPIRY_SECONDS + 30
-        gone, detail = exposure_gone(expiring)
-        while not gone and time.time() < deadline:
-            time.sleep(0.5)
-            gone, detail = exposure_gone(expiring)
-        report.checks.append(Check("expired exposure gone", gone, detail))
-
-        announced = [(e.s3_directory, e.base_filename, None) for r in results.values() for e in r.exposures
-                     if e.s3_directory != "info-images"]
-        announced.append((info.s3_directory, info.base_filename, 1))
+        report.checks.append(wait_until_expired(expiring, time.time() + EXPIRY_SECONDS + 30))
+        announced = expected_announcements(results.values(), info)
         report.checks.append(check_datastream(announced, drain_queue(stack.provisioned.datastream_queue_url)))
 
         tiles = [(tile_label(k), found[k]) for k in kept_medium]

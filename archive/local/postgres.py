@@ -51,9 +51,10 @@ class LocalPostgres:
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()
-        self.bin_dir = find_bin_dir()
-        if self.bin_dir is None:
+        bin_dir = find_bin_dir()
+        if bin_dir is None:
             raise PostgresUnavailable("no PostgreSQL server binaries found (looked in /usr/lib/postgresql/*/bin)")
+        self.bin_dir: Path = bin_dir
         self._as_root = os.geteuid() == 0
 
     @property

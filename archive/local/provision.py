@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from archive.aws import client
 from archive.settings import Settings, get_settings
@@ -24,7 +25,7 @@ class Provisioned:
 def _ensure_table(name: str, key_schema: list[dict], attributes: list[dict], ttl: str, stream: bool) -> None:
     ddb = client("dynamodb")
     try:
-        kwargs = {
+        kwargs: dict[str, Any] = {
             "TableName": name,
             "KeySchema": key_schema,
             "AttributeDefinitions": attributes,

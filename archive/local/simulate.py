@@ -414,7 +414,7 @@ def simulate(
         return record
 
     with ThreadPoolExecutor(max_workers=max(1, run.parallel)) as pool:
-        pending = []
+        pending: list[Any] = []
         for i in range(run.exposures):
             counter = first + i
             stack = None

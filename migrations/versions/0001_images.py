@@ -64,13 +64,15 @@ def upgrade() -> None:
         if flag in existing:
             op.execute(sa.text(f"UPDATE images SET {flag} = false WHERE {flag} IS NULL"))
             op.alter_column("images", flag, nullable=False, server_default=sa.text("false"))
-    for column in ("capture_date", "sort_date"):
-        if column in existing:
-            op.execute(sa.text(f"UPDATE images SET {column} = COALESCE({column}, now()) WHERE {column} IS NULL"))
-            op.alter_column("images", column, nullable=False)
+    for date_column in ("capture_date", "sort_date"):
+        if date_column in existing:
+            op.execute(sa.text(
+                f"UPDATE images SET {date_column} = COALESCE({date_column}, now()) WHERE {date_column} IS NULL"
+            ))
+            op.alter_column("images", date_column, nullable=False)
 
-    unique_sets = [tuple(u["column_names"]) for u in inspector.get_unique_constraints("images")]
-    unique_sets += [tuple(i["column_names"]) for i in inspector.get_indexes("images") if i.get("unique")]
+    unique_sets = [tuple(map(str, u["column_names"])) for u in inspector.get_unique_constraints("images")]
+    unique_sets += [tuple(map(str, i["column_names"])) for i in inspector.get_indexes("images") if i.get("unique")]
     if ("base_filename",) not in unique_sets:
         duplicates = bind.execute(
             sa.text("SELECT base_filename FROM images GROUP BY base_filename HAVING count(*) > 1 LIMIT 5")

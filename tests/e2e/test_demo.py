@@ -12,6 +12,7 @@ from PIL import Image
 
 from archive.local.contact_sheet import contact_sheet
 from archive.local.demo import (
+    Check,
     DeliveryLog,
     DemoReport,
     check_datastream,
@@ -99,8 +100,6 @@ def test_check_datastream_matches_directory_base_and_channel():
 
 
 def test_report_fails_when_any_check_fails_or_there_are_none():
-    from archive.local.demo import Check
-
     assert not DemoReport().ok
     report = DemoReport(checks=[Check("a", True, ""), Check("b", False, "why")], latencies=[0.1, 0.2])
     assert not report.ok

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import boto3
 import numpy as np
 import pytest
 from PIL import Image
@@ -290,7 +291,6 @@ def test_serve_writes_its_env_file_serves_s3_and_stops_cleanly_on_ctrl_c(tmp_pat
     try:
         wait_until(lambda: (state / "local.env").exists() or process.poll() is not None, 60, "serve to start")
         env = parse_env_file((state / "local.env").read_text())
-        import boto3
 
         s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"],
                           aws_access_key_id="testing", aws_secret_access_key="testing")

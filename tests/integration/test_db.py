@@ -1,4 +1,9 @@
+
 import datetime as dt
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 import db
 from archive.database import batch_scope, get_engine, transaction
@@ -22,10 +27,6 @@ def test_mark_file_then_header_converges(database):
 
 
 def test_a_connection_killed_mid_batch_fails_one_transaction_and_the_next_reconnects(database):
-    import pytest
-    from sqlalchemy import text
-    from sqlalchemy.exc import OperationalError
-
     engine = get_engine()
     t = dt.datetime(2022, 6, 29, 3)
 
@@ -57,7 +58,6 @@ def test_transactions_outside_a_batch_scope_use_the_engine_directly(database):
 
 def test_capture_date_converges_when_date_obs_is_present_but_unusable(database):
     """DATE-OBS = 'N/A': the date is the earliest upload, whichever file came first."""
-    import datetime as dt
 
     early, late = dt.datetime(2022, 6, 29, 1), dt.datetime(2022, 6, 29, 5)
     header = {"DATE-OBS": "N/A", "FILTER": "ip"}
@@ -81,8 +81,6 @@ def test_capture_date_converges_when_date_obs_is_present_but_unusable(database):
 
 
 def test_a_date_from_date_obs_is_never_moved_by_a_file_upload(database):
-    import datetime as dt
-
     date_obs = dt.datetime(2022, 6, 29, 3)
     base = "sro-kb001ms-20220629-00000003"
     with get_engine().begin() as conn:

@@ -10,6 +10,7 @@ from botocore.stub import Stubber
 
 import db
 from archive import aws
+from archive.cli import main
 from archive.database import get_engine
 from archive.expirations import ExpiryError, expire_exposure, schedule_expiry
 from archive.filenames import FilenameError, parse_base_filename, parse_filename
@@ -166,8 +167,6 @@ def test_keys_s3_refuses_to_delete_raise_so_the_expiry_is_retried(database, aws_
 
 
 def test_a_cancelled_expiry_is_never_scheduled_again(aws_stack, capsys):
-    from archive.cli import main
-
     name = parse_filename("sro-kb001ms-20220629-00010442-EP01.fits")
     now = dt.datetime(2022, 6, 29, 4)
     assert schedule_expiry("data", name, now)
@@ -182,7 +181,5 @@ def test_a_cancelled_expiry_is_never_scheduled_again(aws_stack, capsys):
 
 
 def test_cancelling_an_invalid_base_filename_says_why(aws_stack, capsys):
-    from archive.cli import main
-
     assert main(["expiry", "cancel", "not-a-base"]) == 2
     assert "must be site-instrument-YYYYMMDD-counter" in capsys.readouterr().out

@@ -6,6 +6,7 @@ import datetime as dt
 import socket
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
 import db
 from archive import aws
@@ -164,8 +165,6 @@ def test_an_s3_outage_reports_the_record_for_retry(make_exposures):
     client = aws.client("s3")
 
     def outage(**_):
-        from botocore.exceptions import EndpointConnectionError
-
         raise EndpointConnectionError(endpoint_url="https://s3.amazonaws.com")
 
     client.meta.events.register("before-call.s3.ListObjectsV2", outage)

@@ -7,18 +7,24 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import random
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from moto.server import ThreadedMotoServer
 
 import db
 from archive import aws
 from archive.database import get_engine
+from archive.local.postgres import free_port
+from archive.local.provision import provision_all
 from archive.settings import get_settings
 from handlers.ingest import handler
 from tests import samples
-from tests.samples import sqs_event_for
+from tests.samples import s3_record, sqs_event, sqs_event_for
 
 VOLATILE = ("image_id", "base_filename")
 
@@ -196,7 +202,6 @@ def test_database_outage_retries_only_what_can_succeed_and_loses_nothing(stack, 
     s3, bucket = stack
     files = upload_exposure(s3, bucket, samples.BASE)
     bad_name = put(s3, bucket, "data/garbage.txt", b"x")
-    from archive.local.postgres import free_port
 
     settings_env(DATABASE_URL=f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/postgres")
     db.dispose_engines()
@@ -221,8 +226,6 @@ def test_database_outage_retries_only_what_can_succeed_and_loses_nothing(stack, 
 def test_direct_s3_event_raises_when_a_retry_is_needed(stack, settings_env):
     s3, bucket = stack
     key, size = put(s3, bucket, f"data/{samples.BASE}-EX00.txt", samples.header_text())
-    from archive.local.postgres import free_port
-    from tests.samples import s3_record
 
     settings_env(DATABASE_URL=f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/postgres")
     db.dispose_engines()
@@ -251,15 +254,8 @@ def test_oversized_header_text_is_refused_with_a_reason(stack, settings_env):
 
 def test_a_header_event_loads_neither_astropy_nor_pillow(database, database_url):
     """The cold-start promise: a fresh process handling a header text never imports them."""
-    import os
-    import subprocess
-    import sys
 
-    from moto.server import ThreadedMotoServer
 
-    from archive.local.postgres import free_port
-    from archive.local.provision import provision_all
-    from tests.samples import s3_record, sqs_event
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -271,7 +267,6 @@ def test_a_header_event_loads_neither_astropy_nor_pillow(database, database_url)
             "r = h.handler(json.loads(os.environ['EVENT']), None);"
             "print(json.dumps([r, 'astropy' in sys.modules, 'PIL' in sys.modules, 'numpy' in sys.modules]))"
         )
-        from archive import aws
 
         os.environ["AWS_ENDPOINT_URL"] = env["AWS_ENDPOINT_URL"]
         get_settings.cache_clear()
@@ -297,7 +292,6 @@ def test_a_header_event_loads_neither_astropy_nor_pillow(database, database_url)
 
 def test_direct_events_report_statuses_and_unreadable_ones_are_dropped_with_a_reason(stack):
     s3, bucket = stack
-    from tests.samples import s3_record
 
     key, size = put(s3, bucket, f"data/{samples.BASE}-EX00.txt", samples.header_text())
     event = {"Records": [s3_record(bucket, key, size), s3_record(bucket, "data/bad-name.txt", 1)]}

@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageCms
 
 from archive import aws
 from archive.thumbnails import ThumbnailError, make_thumbnail, to_jpeg_mode, write_thumbnail
@@ -149,8 +149,6 @@ def test_exif_orientation_is_applied_to_size_and_pixels(orientation, size, corne
 
 
 def test_output_carries_no_metadata():
-    from PIL import ImageCms
-
     exif = exif_bytes({ORIENTATION: 1, MAKE: "SecretCameraMaker"})
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     data = jpeg(Image.new("RGB", (400, 300), (10, 20, 30)), exif=exif, icc_profile=icc, comment=b"site note")

@@ -8,7 +8,9 @@ import sys
 import zipfile
 from pathlib import Path
 
+import psycopg2
 import pytest
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "deploy"))
 import finish_artifacts as finish  # noqa: E402
@@ -65,8 +67,6 @@ def test_own_code_keeps_its_source_and_gets_unchecked_bytecode(tmp_path):
 def test_objects_auditwheel_patched_or_grafted_are_not_stripped(tmp_path):
     # Real wheels installed in the test environment: psycopg2's extension has an rpath into
     # psycopg2_binary.libs (auditwheel), PyYAML's has none.
-    import psycopg2
-    import yaml
 
     patched = next(Path(psycopg2.__file__).parent.glob("_psycopg*.so"))
     plain = next(Path(yaml.__file__).parent.glob("_yaml*.so"))

@@ -474,8 +474,6 @@ def test_columns_accept_any_mapping() -> None:
 
 
 def test_date_obs_at_the_edge_of_the_calendar_with_an_offset_is_unusable_not_an_error():
-    from archive.headers import capture_date, parse_header
-
     for value in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
         card = f"DATE-OBS= '{value}'".ljust(80)
         assert capture_date(parse_header(card + "END".ljust(80))) is None
