@@ -46,7 +46,11 @@ class ExpiryError(RetryableError):
 
 
 def schedule_expiry(s3_directory: str, name: ParsedName, now: dt.datetime) -> bool:
-    """Schedule the exposure's deletion if its data type expires; True only when newly scheduled."""
+    """Schedule the exposure's deletion if its data type expires; True only when newly scheduled.
+
+    Raises:
+        botocore errors from DynamoDB, for `archive.failures.classify` (the ingest retries them).
+    """
     settings = get_settings()
     lifespan = settings.expiry_seconds(name.site, name.data_type)
     if lifespan is None:
@@ -98,8 +102,11 @@ def delete_keys(bucket: str, keys: Sequence[str]) -> int:
 def expire_exposure(s3_directory: str, base_filename: str) -> ExpiryResult:
     """Delete every object of the exposure and, for `data/`, its `images` row. Idempotent.
 
-    Raises FilenameError (deleting nothing) for an unknown directory or an invalid base filename: a
-    malformed tracker item must never turn into a broad prefix delete.
+    Raises:
+        FilenameError: an unknown directory or an invalid base filename, deleting nothing (permanent):
+            a malformed tracker item must never turn into a broad prefix delete.
+        ExpiryError: S3 refused some deletes (retry: the stream delivers the record again).
+        botocore/SQLAlchemy errors: S3 or the database unavailable (retry).
     """
     base = _validate(s3_directory, base_filename)
     settings = get_settings()

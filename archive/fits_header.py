@@ -241,7 +241,13 @@ def image_header(table: Header) -> Header:
 
 
 def read_fits_header(bucket: str, key: str) -> Header:
-    """The header of the FITS object `key`: primary HDU, or for `.fz` the compressed image's header."""
+    """The header of the FITS object `key`: primary HDU, or for `.fz` the compressed image's header.
+
+    Raises:
+        HeaderError: the bytes are not a readable FITS header (permanent; the file still exists).
+        ObjectMissing: the object was deleted (permanent).
+        botocore errors: anything else from S3, for `archive.failures.classify` (throttling: retry).
+    """
     limit = get_settings().fits_header_max_bytes
     source = RangedObject(bucket, key)
     name = key.lower()

@@ -103,7 +103,12 @@ def _replace_exposure(table: str, pk: str, fields: Mapping[str, Any]) -> bool:
 
 
 def find_channel(site: str, base_filename: str) -> int:
-    """The channel the site's metadata gives this exposure; raises NoChannel when there is none."""
+    """The channel the site's metadata gives this exposure.
+
+    Raises:
+        NoChannel: the metadata names no channel for it (permanent: rejected).
+        botocore errors from DynamoDB, for `archive.failures.classify`.
+    """
     table = get_settings().info_images_table
     response = client("dynamodb").get_item(
         TableName=table, Key={"pk": {"S": f"{site}#metadata"}}, ConsistentRead=True

@@ -192,8 +192,12 @@ def make_thumbnail(data: bytes, height: int = 128, quality: int = 85, *, max_pix
 def write_thumbnail(bucket: str, medium_key: str, thumbnail_key: str) -> int:
     """Write the thumbnail of the medium JPG `medium_key` to `thumbnail_key`; return its size in bytes.
 
-    S3 errors propagate as raised: the caller tells transient ones (retry) from a missing object
-    (permanent). Height, quality, cache header and pixel limit come from settings.
+    Height, quality, cache header and pixel limit come from settings.
+
+    Raises:
+        ThumbnailError: not a JPEG, or one that cannot be decoded or is too large (permanent).
+        botocore errors: S3's, as raised; `archive.failures.classify` tells a missing object
+            (permanent) from throttling (retry).
     """
 
     settings = get_settings()

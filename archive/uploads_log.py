@@ -59,7 +59,11 @@ def build_item(
 def record_upload(
     *, key: str, site: str, size_bytes: int, status: str, reason: str, upload_time: dt.datetime
 ) -> dict[str, Any]:
-    """Write one log item for an upload and return it. `upload_time` is naive UTC."""
+    """Write one log item for an upload and return it. `upload_time` is naive UTC.
+
+    Raises:
+        botocore errors from DynamoDB: the ingest reports the upload for a retry (the log must not lose it).
+    """
     settings = get_settings()
     item = build_item(
         key=key,

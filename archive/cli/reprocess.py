@@ -31,6 +31,7 @@ from archive.local.events import LambdaContext, s3_object_created_event
 from archive.local.target import add_env_file_argument, load_target
 from archive.settings import get_settings
 from handlers.ingest import handler
+from handlers.observability import set_level
 
 
 @dataclass(frozen=True)
@@ -75,14 +76,8 @@ def event_for(obj: StoredObject, bucket: str, region: str) -> dict[str, Any]:
 
 def replay_through_handler(objects: list[StoredObject], bucket: str, region: str, progress: bool) -> Counter[str]:
     """One direct S3 event per object, so each object's status comes back on its own."""
-
-
-
     # One JSON log line per file would bury the progress bar; LOG_LEVEL=INFO brings them back.
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-
-    get_settings.cache_clear()
-
+    set_level(os.environ.get("LOG_LEVEL") or "WARNING")
     counts: Counter[str] = Counter()
     for obj in tqdm(objects, unit="file", desc="reprocess", disable=not progress):
         try:
