@@ -61,6 +61,8 @@ class Settings:
     thumbnail_max_pixels: int = 100_000_000
     thumbnail_max_bytes: int = 64 * 1024 * 1024
     fits_header_max_bytes: int = 2_880 * 400
+    # /health/ready fails when the ingest dead-letter queue holds more messages than this.
+    ready_max_dead_letters: int = 0
     log_level: str = "INFO"
 
     def expiry_seconds(self, site: str, data_type: str) -> int | None:
@@ -96,6 +98,7 @@ _INTEGER = {
     "thumbnail_max_pixels": "THUMBNAIL_MAX_PIXELS",
     "thumbnail_max_bytes": "THUMBNAIL_MAX_BYTES",
     "fits_header_max_bytes": "FITS_HEADER_MAX_BYTES",
+    "ready_max_dead_letters": "READY_MAX_DEAD_LETTERS",
 }
 # Names that embed the stage when not set explicitly.
 _PER_STAGE = {

@@ -20,6 +20,7 @@ def usage(stack: LocalStack) -> str:
             f"  tables      {env['UPLOADS_LOG_TABLE']}, {env['INFO_IMAGES_TABLE']}, {env['EXPIRATION_TABLE']}",
             f"  queues      {env['INGEST_QUEUE_NAME']} (+ -dlq), {env['DATASTREAM_QUEUE_NAME']}",
             f"  database    {database}",
+            f"  HTTP API    {stack.api_url}  (try {stack.api_url}/health/ready)",
             f"  settings    {stack.env_file}",
             "",
             "From another shell in this directory (the commands find the settings file themselves):",
@@ -85,7 +86,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=4566, help="port, 0 for any free one (default: %(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=4566,
+        help="moto's port, 0 for any free one; the HTTP API listens on the next one (default: %(default)s)",
+    )
     parser.add_argument("--state-dir", type=Path, default=Path(".archive"), help="default: %(default)s")
     parser.add_argument(
         "--fresh-database", action="store_true", help="empty the embedded database first (moto's state is always new)"

@@ -358,7 +358,8 @@ def run_demo(args: argparse.Namespace) -> DemoReport:
     progress = not args.no_progress
     with LocalStack(options) as stack:
         report.database = stack.database.description if stack.database else ""
-        print(f"local stack on {stack.endpoint_url}; database: {report.database}", flush=True)
+        print(f"local stack on {stack.endpoint_url}; database: {report.database}\n"
+              f"image API on {stack.api_url} (e.g. {stack.api_url}/health/ready)", flush=True)
         runs = [
             ("expiring", SiteRun(site=EXPIRING_SITE, exposures=1, data_type="EP", seed=1)),
             *[(site, SiteRun(site=site, exposures=args.exposures, seed=10 + i)) for i, site in enumerate(DEMO_SITES)],

@@ -8,7 +8,10 @@
   else (no PostgreSQL installed) a SQLite file; migrated;
 - the environment the handlers read (endpoint, dummy credentials, names, DATABASE_URL), applied to
   this process and written to `{state_dir}/local.env` for other programs;
-- the ingest worker (Lambda's SQS poller) and the TTL sweeper (DynamoDB's TTL + stream trigger).
+- the ingest worker (Lambda's SQS poller) and the TTL sweeper (DynamoDB's TTL + stream trigger);
+- the HTTP front (API Gateway's part, archive/local/api.py) on a port of its own, next to moto's (its
+  port + 1, or any free port when moto's is 0), serving `routes`: by default the image API's, by the
+  render function's own handler. Its URL is `ARCHIVE_API_URL` in local.env.
 
 `stop()` undoes all of it, including the environment, so tests can start and stop stacks freely.
 """
@@ -34,11 +37,13 @@ import db
 import migrations
 from archive import aws, bucket_config
 from archive.aws import client
+from archive.local.api import LocalApi, Route, lambda_routes
 from archive.local.postgres import LocalPostgres, PostgresUnavailable
 from archive.local.provision import provision_bucket, provision_queues, provision_tables
 from archive.local.sweeper import StreamHandler, TtlSweeper, describe_ttl_tables
 from archive.local.worker import Delivery, Handler, IngestWorker
 from archive.settings import get_settings
+from handlers import render as render_handler
 from handlers.expire import handler as expire_handler
 from handlers.ingest import handler as ingest_handler
 
@@ -47,6 +52,11 @@ logger = logging.getLogger(__name__)
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 # Variables that would make boto3 use something other than the dummy credentials.
 _CREDENTIAL_NOISE = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_DEFAULT_PROFILE")
+
+
+def default_routes() -> list[Route]:
+    """What the deployed HTTP API routes, each to the function that serves it in AWS."""
+    return lambda_routes(list(render_handler.ROUTES), render_handler.handler, "render")
 
 
 class StackError(RuntimeError):
@@ -70,6 +80,8 @@ class StackOptions:
     run_worker: bool = True  # False: the queue fills and a caller drives `stack.worker.poll_once()`
     write_env_file: bool = True
     notice: Callable[[str], None] = print
+    routes: list[Route] = field(default_factory=default_routes)  # served by the HTTP front
+    api_port: int | None = None  # None: moto's port + 1 (any free port when moto's is 0)
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -170,6 +182,7 @@ class LocalStack:
         self.options = options or StackOptions()
         self.env: dict[str, str] = {}
         self.endpoint_url = ""
+        self.api: LocalApi | None = None
         self.database: _Database | None = None
         self.worker: IngestWorker | None = None
         self.sweeper: TtlSweeper | None = None
@@ -235,8 +248,9 @@ class LocalStack:
 
         migrations.upgrade(self.database.url)
         self._exit.callback(db.dispose_engines)
-        self.env = self._public_env()
         self._start_threads()
+        self._start_api()
+        self.env = self._public_env()
         if opts.write_env_file:  # last: its existence tells other programs the stack is ready
             self.env_file.write_text(format_env_file(self.env))
             self._exit.callback(self._remove_env_file)
@@ -260,6 +274,21 @@ class LocalStack:
         # moto keeps its state in this process's globals: start from nothing, as a fresh server would.
 
         urllib.request.urlopen(urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")).read()
+
+    @property
+    def api_url(self) -> str:
+        return self.api.url if self.api else ""
+
+    def _start_api(self) -> None:
+        opts = self.options
+        port = opts.api_port
+        if port is None:
+            moto_port = int(self.endpoint_url.rsplit(":", 1)[1])
+            port = moto_port + 1 if opts.port else 0
+        if port and not port_is_free(opts.host, port):
+            raise StackError(f"{opts.host}:{port} (the HTTP front) is in use; stop what holds it or choose --port")
+        self.api = LocalApi(opts.routes, host=opts.host, port=port).start()
+        self._exit.callback(self.api.stop)
 
     def _provision(self) -> None:
         settings = get_settings()
@@ -292,6 +321,7 @@ class LocalStack:
             "DATASTREAM_QUEUE_NAME": s.datastream_queue_name,
             "DATASTREAM_QUEUE_URL": self.provisioned.datastream_queue_url,
             "DATABASE_URL": self.database.url if self.database else "",
+            "ARCHIVE_API_URL": self.api_url,
         }
         for key, value in self.options.settings_env.items():
             env.setdefault(key, value)

@@ -1,0 +1,70 @@
+"""Liveness and readiness of the image API (handlers/render.py + archive/health.py), against moto and
+the real test database."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from archive import aws, health
+from handlers import render
+from tests.apigw import apigw_event
+
+
+def call(route_key: str, path: str) -> tuple[int, dict, dict]:
+    response = render.handler(apigw_event(route_key, path), None)
+    return response["statusCode"], response["headers"], json.loads(response["body"])
+
+
+def test_liveness_answers_ok_without_touching_anything_and_is_never_cached(settings_env):
+    settings_env(DATABASE_URL="postgresql+psycopg2://nobody@127.0.0.1:1/none", BUCKET_NAME="no-such-bucket")
+    status, headers, body = call("GET /health", "/health")
+    assert (status, body["status"], headers["cache-control"]) == (200, "ok", "no-store")
+
+
+def test_ready_when_database_bucket_and_queues_answer(aws_stack, database):
+    status, headers, body = call("GET /health/ready", "/health/ready")
+    assert status == 200, body
+    assert body["status"] == "ready" and body["failing"] == []
+    assert set(body["checks"]) == {"database", "bucket", "ingest_queue", "dead_letters"}
+    assert all(check["ok"] for check in body["checks"].values())
+    assert body["checks"]["dead_letters"]["depth"] == 0 and headers["cache-control"] == "no-store"
+
+
+def test_dead_letters_over_the_limit_make_it_unready_naming_the_queue(aws_stack, database, settings_env):
+    aws.client("sqs").send_message(QueueUrl=aws_stack.ingest_dlq_url, MessageBody="{}")
+    status, _, body = call("GET /health/ready", "/health/ready")
+    assert status == 503 and body["failing"] == ["dead_letters"]
+    assert "1 dead letters (more than 0)" in body["checks"]["dead_letters"]["detail"]
+
+    settings_env(READY_MAX_DEAD_LETTERS="5")
+    assert call("GET /health/ready", "/health/ready")[0] == 200
+
+
+def test_an_unreachable_database_makes_it_unready_naming_the_database(aws_stack, settings_env):
+    settings_env(DATABASE_URL="postgresql+psycopg2://nobody@127.0.0.1:1/none")
+    status, _, body = call("GET /health/ready", "/health/ready")
+    assert status == 503 and body["failing"] == ["database"]
+    assert "OperationalError" in body["checks"]["database"]["detail"]
+
+
+def test_a_missing_bucket_and_queue_are_named(aws_stack, database, settings_env):
+    settings_env(BUCKET_NAME="not-the-archive", INGEST_QUEUE_NAME="no-such-queue")
+    status, _, body = call("GET /health/ready", "/health/ready")
+    assert status == 503 and body["failing"] == ["bucket", "ingest_queue", "dead_letters"]
+
+
+def test_a_check_that_does_not_answer_in_time_fails_at_the_deadline():
+    def slow() -> tuple[str, dict]:
+        time.sleep(2)
+        return "late", {}
+
+    started = time.monotonic()
+    checks = health.readiness({"slow": slow, "quick": lambda: ("fine", {})}, deadline_seconds=0.2)
+    assert time.monotonic() - started < 1.5
+    assert [(c.name, c.ok) for c in checks] == [("slow", False), ("quick", True)]
+    assert checks[0].detail == "no answer within 0.2 s"
+
+
+def test_unknown_routes_are_404():
+    assert call("GET /nope", "/nope")[0] == 404
