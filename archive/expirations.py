@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import db
 from archive import database
-from archive.aws import batched, client, to_dynamodb
+from archive.aws import batched, client, from_dynamodb, to_dynamodb
 from archive.clock import epoch_seconds
 from archive.errors import RetryableError
 from archive.filenames import S3_DIRECTORIES, FilenameError, ParsedName, parse_base_filename
@@ -77,10 +77,15 @@ def _validate(s3_directory: str, base_filename: str) -> str:
     return parse_base_filename(base_filename).base_filename
 
 
+def list_exposure_objects(bucket: str, prefix: str) -> list[dict]:
+    """Every object under the prefix (S3's listing entries: Key, Size, LastModified…), across all pages."""
+    paginator = client("s3").get_paginator("list_objects_v2")
+    return [obj for page in paginator.paginate(Bucket=bucket, Prefix=prefix) for obj in page.get("Contents", [])]
+
+
 def list_exposure_keys(bucket: str, prefix: str) -> list[str]:
     """Every key under the prefix, across all listing pages."""
-    paginator = client("s3").get_paginator("list_objects_v2")
-    return [obj["Key"] for page in paginator.paginate(Bucket=bucket, Prefix=prefix) for obj in page.get("Contents", [])]
+    return [obj["Key"] for obj in list_exposure_objects(bucket, prefix)]
 
 
 def delete_keys(bucket: str, keys: Sequence[str]) -> int:
@@ -142,3 +147,22 @@ def cancel_expiry(base_filename: str, now: dt.datetime) -> bool:
     was_pending = "expiration_timestamp_s" in response.get("Attributes", {})
     logger.info("expiry cancelled", extra={"base_filename": base_filename, "was_pending": was_pending})
     return was_pending
+
+
+def scheduled_expiries(site: str | None = None) -> list[dict]:
+    """The tracker's items (for one site when given), soonest first; cancelled ones (no TTL) last.
+
+    Items as `from_dynamodb` gives them: `pk` (the base filename), `s3_directory`, `expiration_timestamp_s`
+    or `cancelled_at_s`. A scan: the table holds only what is waiting to expire, days of EP/EF exposures.
+    """
+    scan: dict = {"TableName": get_settings().expiration_table}
+    if site is not None:
+        scan["FilterExpression"] = "begins_with(pk, :prefix)"
+        scan["ExpressionAttributeValues"] = {":prefix": {"S": f"{site}-"}}
+    items = [
+        from_dynamodb(item)
+        for page in client("dynamodb").get_paginator("scan").paginate(**scan)
+        for item in page.get("Items", [])
+    ]
+    never = float("inf")
+    return sorted(items, key=lambda i: (i.get("expiration_timestamp_s", never), i["pk"]))

@@ -144,6 +144,11 @@ def parse_base_filename(base_filename: str) -> ParsedName:
     return parse_filename(f"{base_filename}-EX00.txt")
 
 
+def is_site(text: object) -> bool:
+    """Whether `text` is a site code the grammar allows (3-6 letters or digits)."""
+    return isinstance(text, str) and _SITE.fullmatch(text) is not None
+
+
 def decode_event_key(raw_key: str) -> str:
     """Object keys arrive URL-encoded in S3 notifications (`+` for space, `%2F` for `/` from moto)."""
     return unquote_plus(raw_key)

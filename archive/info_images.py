@@ -22,7 +22,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from archive.aws import client, is_condition_failure, to_dynamodb
+from archive.aws import client, from_dynamodb, is_condition_failure, to_dynamodb
 from archive.clock import epoch_seconds
 from archive.errors import Rejected
 from archive.filenames import ParsedName, file_role
@@ -148,3 +148,26 @@ def apply_info_file(
         if _replace_exposure(settings.info_images_table, pk, fields):
             return channel
     raise RuntimeError(f"channel {pk} kept changing under {MAX_ATTEMPTS} attempts to write {key}")
+
+
+def site_channels(site: str) -> dict[str, Any]:
+    """What photonranch-api reads for a site's info images: `metadata` and channels 1-3.
+
+    `{"metadata": item | None, "channels": {1: item | None, 2: …, 3: …}}`, items as `from_dynamodb`
+    gives them; one BatchGetItem.
+    """
+    table = get_settings().info_images_table
+    keys = [f"{site}#metadata", *(f"{site}#{channel}" for channel in CHANNELS)]
+    request = {table: {"Keys": [{"pk": {"S": key}} for key in keys]}}
+    found: dict[str, dict[str, Any]] = {}
+    ddb = client("dynamodb")
+    while request:
+        response = ddb.batch_get_item(RequestItems=request)
+        for item in response.get("Responses", {}).get(table, []):
+            plain = from_dynamodb(item)
+            found[plain["pk"]] = plain
+        request = response.get("UnprocessedKeys") or {}
+    return {
+        "metadata": found.get(f"{site}#metadata"),
+        "channels": {channel: found.get(f"{site}#{channel}") for channel in CHANNELS},
+    }

@@ -15,7 +15,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from archive.aws import client, to_dynamodb
+from archive.aws import client, from_dynamodb, to_dynamodb
 from archive.settings import get_settings
 
 INGESTED, IGNORED, REJECTED, FAILED = "ingested", "ignored", "rejected", "failed"
@@ -54,6 +54,37 @@ def build_item(
         "status": status,
         "reason": reason[:REASON_MAX_CHARS],
     }
+
+
+def recent_uploads(site: str, limit: int = 100) -> list[dict[str, Any]]:
+    """The site's newest `limit` items, newest attempt first (numbers as DynamoDB gives them, Decimal).
+
+    The query photonranch-api's dev-tools tab makes (by the hash key `site`), read backwards along
+    `upload_id` so the newest attempts come first without reading the rest of the 48 hours.
+    """
+    response = client("dynamodb").query(
+        TableName=get_settings().uploads_log_table,
+        KeyConditionExpression="#site = :site",
+        ExpressionAttributeNames={"#site": "site"},
+        ExpressionAttributeValues={":site": {"S": site}},
+        ScanIndexForward=False,
+        Limit=limit,
+    )
+    return [from_dynamodb(item) for item in response.get("Items", [])]
+
+
+def logged_sites() -> set[str]:
+    """Every site with an item in the log (a scan of the hash key only; the table keeps 48 hours)."""
+    sites: set[str] = set()
+    paginator = client("dynamodb").get_paginator("scan")
+    pages = paginator.paginate(
+        TableName=get_settings().uploads_log_table,
+        ProjectionExpression="#site",
+        ExpressionAttributeNames={"#site": "site"},
+    )
+    for page in pages:
+        sites.update(item["site"]["S"] for item in page.get("Items", []))
+    return sites
 
 
 def record_upload(

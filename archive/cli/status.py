@@ -21,6 +21,7 @@ import db
 from archive import database
 from archive.aws import client, from_dynamodb
 from archive.local.target import add_env_file_argument, load_target
+from archive.queues import queue_depths
 from archive.settings import get_settings
 from archive.uploads_log import STATUSES
 
@@ -63,27 +64,6 @@ def scan_uploads_log() -> list[dict[str, Any]]:
     for page in client("dynamodb").get_paginator("scan").paginate(TableName=get_settings().uploads_log_table):
         items += [from_dynamodb(item) for item in page.get("Items", [])]
     return items
-
-
-def queue_depths() -> list[tuple[str, str, str, str]]:
-    settings = get_settings()
-    sqs = client("sqs")
-    names = [settings.ingest_queue_name, f"{settings.ingest_queue_name}-dlq", settings.datastream_queue_name]
-    rows = []
-    for name in names:
-        try:
-            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-            attrs = sqs.get_queue_attributes(
-                QueueUrl=url,
-                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-            )["Attributes"]
-        except Exception as exc:  # noqa: BLE001 - one missing queue must not hide the others
-            rows.append((name, "-", "-", type(exc).__name__))
-            continue
-        rows.append(
-            (name, attrs["ApproximateNumberOfMessages"], attrs["ApproximateNumberOfMessagesNotVisible"], "")
-        )
-    return rows
 
 
 def image_rows_per_site() -> str:

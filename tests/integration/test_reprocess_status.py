@@ -12,9 +12,10 @@ from sqlalchemy import select
 import db
 from archive import aws
 from archive.cli.reprocess import StoredObject, list_objects, parse_since, replay_through_handler, selected
-from archive.cli.status import counts_by_site, format_table, queue_depths, recent, status_table
+from archive.cli.status import counts_by_site, format_table, recent, status_table
 from archive.database import get_engine
 from archive.local.simulate import make_exposure, render_files
+from archive.queues import queue_depths
 from archive.settings import get_settings
 
 UTC = dt.UTC
