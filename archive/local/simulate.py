@@ -420,7 +420,8 @@ def simulate(
             stack = None
             if run.smartstack:
                 stack_start = first + (i // run.smartstack) * run.smartstack
-                stack = (f"{run.site}{stack_start:08d}", i % run.smartstack + 1, run.smartstack)
+                # Digits only, as sites write it: photonranch-api collapses only numeric SMARTSTK ids.
+                stack = (f"{night}{stack_start:08d}", i % run.smartstack + 1, run.smartstack)
             exposure = make_exposure(
                 s3_directory=run.s3_directory,
                 site=run.site,
