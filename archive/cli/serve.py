@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 from archive.local.stack import LocalStack, StackError, StackOptions
+from archive.local.viewer import page_url
 
 
 def usage(stack: LocalStack) -> str:
@@ -21,6 +22,7 @@ def usage(stack: LocalStack) -> str:
             f"  queues      {env['INGEST_QUEUE_NAME']} (+ -dlq), {env['DATASTREAM_QUEUE_NAME']}",
             f"  database    {database}",
             f"  HTTP API    {stack.api_url}  (try {stack.api_url}/health/ready)",
+            f"  viewer      {page_url(stack.api_url)}",
             f"  settings    {stack.env_file}",
             "",
             "From another shell in this directory (the commands find the settings file themselves):",

@@ -37,6 +37,7 @@ import db
 import migrations
 from archive import aws, bucket_config
 from archive.aws import client
+from archive.local import viewer
 from archive.local.api import LocalApi, Route, lambda_routes
 from archive.local.postgres import LocalPostgres, PostgresUnavailable
 from archive.local.provision import provision_bucket, provision_queues, provision_tables
@@ -55,8 +56,9 @@ _CREDENTIAL_NOISE = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "
 
 
 def default_routes() -> list[Route]:
-    """What the deployed HTTP API routes, each to the function that serves it in AWS."""
-    return lambda_routes(list(render_handler.ROUTES), render_handler.handler, "render")
+    """What the deployed HTTP API routes, each to the function that serves it in AWS, then the viewer's
+    page and JSON (local only, archive.local.viewer)."""
+    return [*lambda_routes(list(render_handler.ROUTES), render_handler.handler, "render"), *viewer.routes()]
 
 
 class StackError(RuntimeError):
