@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test lint bench demo serve package clean
+.PHONY: venv browser test lint bench demo serve package clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,17 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 
 venv: $(STAMP)
 
-test: venv
+# Debian's chromium for the viewer's browser test (tests/e2e/test_viewer_browser.py), installed when
+# missing and we are root; elsewhere the test skips and says why. Playwright only drives it.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing Debian's chromium for the browser test"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+		else echo "note: $(CHROMIUM) missing and not root: the browser test will skip"; fi; }
+
+test: venv browser
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
@@ -30,8 +40,9 @@ $(VENV)/.bench: $(STAMP) requirements-bench.txt
 bench: $(VENV)/.bench
 	$(BIN)/python -m bench
 
+# KEEP=1 keeps the stack (and the viewer) up after the checks, until Ctrl-C.
 demo: venv
-	$(BIN)/python -m archive demo
+	$(BIN)/python -m archive demo $(if $(filter-out 0 no false,$(KEEP)),--keep)
 
 serve: venv
 	$(BIN)/python -m archive serve

@@ -21,8 +21,8 @@ import io
 import json
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ import db
 from archive import database
 from archive.aws import client, from_dynamodb
 from archive.filenames import parse_key
+from archive.local import viewer
 from archive.local.contact_sheet import contact_sheet
 from archive.local.simulate import Exposure, SimulationResult, SiteRun, UploadRecord, simulate
 from archive.local.stack import LocalStack, StackOptions
@@ -184,6 +185,7 @@ class DemoReport:
     handler_ms_per_object: float = 0.0
     contact_sheet: Path | None = None
     database: str = ""
+    viewer_url: str = ""
 
     @property
     def ok(self) -> bool:
@@ -210,6 +212,8 @@ class DemoReport:
         lines.append(f"  wall time           {self.seconds_total:.1f} s")
         if self.contact_sheet:
             lines.append(f"  contact sheet       {self.contact_sheet}")
+        if self.viewer_url:
+            lines.append(f"  viewer              {self.viewer_url}")
         lines.append("")
         lines.append("Checks")
         lines += [f"  [{'ok' if c.ok else 'FAIL'}] {c.name:<26} {c.detail}" for c in self.checks]
@@ -338,14 +342,24 @@ def expected_announcements(
     return announced
 
 
-def run_demo(args: argparse.Namespace) -> DemoReport:
+def announce_stack(stack: LocalStack, report: DemoReport) -> None:
+    """Where everything is: moto, the database, the image API and the viewer (also kept in the report)."""
+    report.database = stack.database.description if stack.database else ""
+    report.viewer_url = viewer.page_url(stack.api_url)
+    print(f"local stack on {stack.endpoint_url}; database: {report.database}", flush=True)
+    print(f"image API on {stack.api_url} (e.g. {stack.api_url}/health/ready)", flush=True)
+    print(f"viewer on {report.viewer_url}", flush=True)
+
+
+def run_demo(args: argparse.Namespace, hold: Callable[[LocalStack, DemoReport], None] | None = None) -> DemoReport:
+    """Run the demo; `hold(stack, report)`, when given, is called once the checks are done, with the
+    stack still up (`make demo KEEP=1` waits there until Ctrl-C)."""
     started = time.time()
     log = DeliveryLog()
     report = DemoReport()
-    state_dir: Path = args.state_dir
     options = StackOptions(
         port=args.port,
-        state_dir=state_dir,
+        state_dir=args.state_dir,
         database_name="archive_demo",
         fresh_database=True,
         settings_env={
@@ -353,23 +367,19 @@ def run_demo(args: argparse.Namespace) -> DemoReport:
             "LOG_LEVEL": "WARNING",
         },
         on_delivery=log.add,
-        write_env_file=False,
+        write_env_file=hold is not None,  # a kept stack is there for `status`, `simulate-site`…
     )
     progress = not args.no_progress
     with LocalStack(options) as stack:
-        report.database = stack.database.description if stack.database else ""
-        print(f"local stack on {stack.endpoint_url}; database: {report.database}\n"
-              f"image API on {stack.api_url} (e.g. {stack.api_url}/health/ready)", flush=True)
+        announce_stack(stack, report)
         runs = [
             ("expiring", SiteRun(site=EXPIRING_SITE, exposures=1, data_type="EP", seed=1)),
             *[(site, SiteRun(site=site, exposures=args.exposures, seed=10 + i)) for i, site in enumerate(DEMO_SITES)],
             ("info", SiteRun(site=EXPIRING_SITE, exposures=1, s3_directory="info-images", channel=1, seed=3)),
             ("allsky", SiteRun(site=DEMO_SITES[1], exposures=1, s3_directory="allsky", seed=4)),
         ]
-        results: dict[str, SimulationResult] = {}
         first_upload = time.time()
-        for label, run in runs:
-            results[label] = simulate(run, progress=progress)
+        results = {label: simulate(run, progress=progress) for label, run in runs}
         uploads = [u for r in results.values() for u in r.uploads]
         report.uploads = len(uploads)
         report.upload_bytes = sum(u.size_bytes for u in uploads)
@@ -405,11 +415,13 @@ def run_demo(args: argparse.Namespace) -> DemoReport:
         report.checks.append(check_datastream(announced, drain_queue(stack.provisioned.datastream_queue_url)))
 
         tiles = [(tile_label(k), found[k]) for k in kept_medium]
-        sheet = state_dir / "contact-sheet.png"
+        sheet = Path(args.state_dir) / "contact-sheet.png"
         sheet.write_bytes(
             contact_sheet(tiles, columns=args.columns, title=f"{len(tiles)} thumbnails made by the archive")
         )
         report.contact_sheet = sheet
+        if hold is not None:
+            hold(stack, replace(report, seconds_total=time.time() - started))
         print("stopping the local stack…", flush=True)
     report.seconds_total = time.time() - started
     return report
