@@ -12,22 +12,30 @@ grow geometrically (8 blocks, then 4x more each time) until the END card, up to
   primary HDU's data by its size from NAXISn/BITPIX/PCOUNT/GCOUNT and return that table's header
   turned back into the image's header (ZBITPIX -> BITPIX, ...), as astropy presents it.
 
-Cards are read by `archive.headers` (no astropy). Unreadable data raises `HeaderError` (permanent), a
-missing object `ObjectMissing` (permanent); throttling and 5xx errors propagate unchanged so that the
-caller retries them.
+Cards are read by `archive.headers` (no astropy). Whatever the file's own bytes make go wrong (no END
+card, garbage dimensions, numbers too large for a float, a structure that points outside the file) is
+a `HeaderError` (permanent: no retry can change the bytes), and a missing object `ObjectMissing`
+(permanent); only S3's own failures (throttling, 5xx, connection errors) propagate unchanged so that
+the caller retries them.
+
+A file decides where we read next (the .fz extension starts after the primary data it declares), so
+the reader distrusts it: every range is `bytes=a-b` with 0 <= a <= b and within the object, no response
+is read beyond the budget (the body is streamed and closed), and a server that ignores the range and
+answers 200 with the whole object is read only up to the budget.
 """
 
 from __future__ import annotations
 
 import bz2
+import logging
 import math
 import re
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from archive.aws import client, is_missing_object
-from archive.errors import ObjectMissing
+from archive.errors import ArchiveError, ObjectMissing
 from archive.headers import CARD, Header, HeaderError, parse_header
 from archive.settings import get_settings
 
@@ -36,13 +44,22 @@ FIRST_READ = BLOCK * 8  # most headers (< ~290 cards) and an fpack primary+table
 GROWTH = 4
 # bzip2 decompresses whole blocks of up to 900 kB; a block of incompressible data is a little bigger.
 BZ2_BLOCK_MAX = 1_000_000
+BITPIX_VALUES = frozenset({8, 16, 32, 64, -32, -64})  # FITS standard 4.4.1.1
+MAX_NAXIS = 999
+
+logger = logging.getLogger(__name__)
 
 
 class RangedObject:
-    """Reads byte ranges of one S3 object, remembering the last range so overlapping reads are free."""
+    """Reads byte ranges of one S3 object, remembering the last range so overlapping reads are free.
 
-    def __init__(self, bucket: str, key: str) -> None:
+    `budget` caps what one response may deliver: a read asks for at most that much and stops reading
+    the body there, whatever the server sends.
+    """
+
+    def __init__(self, bucket: str, key: str, budget: int) -> None:
         self.bucket, self.key = bucket, key
+        self.budget = budget
         self.size: int | None = None
         self._window_start = 0
         self._window = b""
@@ -56,7 +73,12 @@ class RangedObject:
         return self.size is not None and offset >= self.size
 
     def read(self, start: int, length: int) -> bytes:
-        """Bytes [start, start + length): fewer at the end of the object, b"" past it."""
+        """Bytes [start, start + min(length, budget)): fewer at the end of the object, b"" past it."""
+        if start < 0:
+            raise HeaderError(f"the file points before its own start (byte {start})")
+        length = min(length, self.budget)
+        if length < 1:
+            return b""
         held = self.cached(start)
         if len(held) >= length:
             return held[:length]
@@ -80,13 +102,24 @@ class RangedObject:
                 self.size = start if self.size is None else self.size
                 return b""
             raise  # throttling, 5xx, permissions: not ours to judge
-        data = response["Body"].read()
-        total = _total_size(response)
-        if total is None:  # the range was ignored and the whole object sent: use it, it is all we get
-            self.size = len(data)
-            return data[start : start + length]
-        self.size = total
-        return data
+        body = response["Body"]
+        try:
+            total = _total_size(response)
+            if total is not None:
+                self.size = total
+                return body.read(length)
+            # 200: the range was ignored and the object comes from its first byte. Read no further
+            # than the budget allows; what lies beyond it is out of reach.
+            if start + length > self.budget:
+                raise HeaderError(
+                    f"the server ignored the byte range; bytes {start}-{start + length - 1} lie beyond "
+                    f"the {self.budget}-byte header budget"
+                )
+            data = body.read(start + length)
+            self.size = int(response.get("ContentLength") or len(data))
+            return data[start:]
+        finally:
+            body.close()  # unread bytes stay on the wire; the connection is dropped, not drained
 
 
 def _total_size(response: dict[str, Any]) -> int | None:
@@ -188,22 +221,44 @@ def _read_bz2_header(source: RangedObject, limit: int) -> bytes:
             raise HeaderError(f"no END card in the first {limit} bytes of the header")
 
 
-def _data_size(header: Header) -> int:
-    """Bytes of an HDU's data, padded to whole blocks (FITS standard 4.4.1)."""
+def _card_int(header: Header, keyword: str, default: int | None = None) -> int:
+    """An integer keyword of the structure; HeaderError when absent (without a default) or not an integer."""
+    text = header.get(keyword)
+    if text is None or not text.strip():
+        if default is None:
+            raise HeaderError(f"primary header has no {keyword}")
+        return default
     try:
-        naxis = int(header.get("NAXIS", "0"))
-        if naxis == 0:
-            return 0
-        bitpix = abs(int(header["BITPIX"]))
-        dims = [int(header[f"NAXIS{i}"]) for i in range(1, naxis + 1)]
-        pcount = int(header.get("PCOUNT", "0") or 0)
-        gcount = int(header.get("GCOUNT", "1") or 1)
-    except (KeyError, ValueError) as exc:
-        raise HeaderError(f"primary header has unreadable data dimensions ({exc})") from exc
+        return int(text)
+    except ValueError:
+        raise HeaderError(f"primary header's {keyword} = {text[:20]!r} is not an integer") from None
+
+
+def _data_size(header: Header) -> int:
+    """Bytes of an HDU's data, padded to whole blocks (FITS standard 4.4.1), from checked dimensions.
+
+    Integer arithmetic only (a float overflows on NAXISn = 10^60); negative or absurd values are the
+    file's error, reported as a HeaderError, never a negative offset.
+    """
+    naxis = _card_int(header, "NAXIS", 0)
+    if not 0 <= naxis <= MAX_NAXIS:
+        raise HeaderError(f"primary header's NAXIS = {naxis} is outside 0-{MAX_NAXIS}")
+    if naxis == 0:
+        return 0
+    bitpix = _card_int(header, "BITPIX")
+    if bitpix not in BITPIX_VALUES:
+        raise HeaderError(f"primary header's BITPIX = {bitpix} is not one of 8, 16, 32, 64, -32, -64")
+    dims = [_card_int(header, f"NAXIS{i}") for i in range(1, naxis + 1)]
+    pcount = _card_int(header, "PCOUNT", 0)
+    gcount = _card_int(header, "GCOUNT", 1)
+    negative = [f"{name} = {value}" for name, value in (*((f"NAXIS{i}", d) for i, d in enumerate(dims, 1)),
+                                                         ("PCOUNT", pcount), ("GCOUNT", gcount)) if value < 0]
+    if negative:
+        raise HeaderError(f"primary header declares negative data dimensions ({', '.join(negative)})")
     if header.get("GROUPS") == "T" and dims[0] == 0:  # random groups: NAXIS1 = 0 is not a dimension
         dims = dims[1:]
-    size = bitpix // 8 * gcount * (pcount + math.prod(dims))
-    return math.ceil(size / BLOCK) * BLOCK
+    size = abs(bitpix) // 8 * gcount * (pcount + math.prod(dims))
+    return -(-size // BLOCK) * BLOCK
 
 
 # The compressed-image table's keywords that describe the table, not the image (FITS standard 10.1).
@@ -244,18 +299,34 @@ def read_fits_header(bucket: str, key: str) -> Header:
     """The header of the FITS object `key`: primary HDU, or for `.fz` the compressed image's header.
 
     Raises:
-        HeaderError: the bytes are not a readable FITS header (permanent; the file still exists).
+        HeaderError: anything the file's bytes make go wrong (permanent; the file still exists).
         ObjectMissing: the object was deleted (permanent).
-        botocore errors: anything else from S3, for `archive.failures.classify` (throttling: retry).
+        botocore errors: S3 itself failed, for `archive.failures.classify` (throttling: retry).
     """
+    try:
+        return _read_fits_header(bucket, key)
+    except (ArchiveError, ClientError, BotoCoreError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever else the bytes provoke is the file's doing
+        logger.warning("unexpected error reading a FITS header", extra={"key": key}, exc_info=True)
+        raise HeaderError(f"unreadable header data ({type(exc).__name__}: {str(exc)[:200]})") from exc
+
+
+def _read_fits_header(bucket: str, key: str) -> Header:
     limit = get_settings().fits_header_max_bytes
-    source = RangedObject(bucket, key)
     name = key.lower()
     if name.endswith(".bz2"):
-        return parse_header(_read_bz2_header(source, limit))
+        return parse_header(_read_bz2_header(RangedObject(bucket, key, max(limit, BZ2_BLOCK_MAX)), limit))
+    source = RangedObject(bucket, key, limit)
     primary, data_start = _read_header(source, 0, limit, b"SIMPLE  =", "a FITS file")
     if not name.endswith(".fz"):
         return parse_header(primary)
-    extension_start = data_start + _data_size(parse_header(primary))
+    data_size = _data_size(parse_header(primary))
+    extension_start = data_start + data_size
+    if source.at_end(extension_start):
+        raise HeaderError(
+            f"file ends before the compressed image extension (the primary HDU declares {data_size} data "
+            f"bytes after its header; the file has {source.size} bytes)"
+        )
     table, _ = _read_header(source, extension_start, limit, b"XTENSION=", "the compressed image extension")
     return image_header(parse_header(table))

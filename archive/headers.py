@@ -188,9 +188,20 @@ def _keyword_and_rest(card: str) -> tuple[str, str] | None:
 def parse_header(data: bytes | bytearray | memoryview | str) -> Header:
     """Parse FITS header text (either card layout) up to its END card.
 
-    Raises `HeaderError` for empty or binary data and for text with no keyword card at all.
-    The loop is written for speed (it is benchmarked against astropy): the usual cards, a keyword
-    with `= ` in columns 9-10 and a plain string or number, never leave it.
+    Raises `HeaderError` for empty or binary data, for text with no keyword card at all, and for
+    anything else the bytes provoke: a header comes from a file, and no retry changes a file.
+    """
+    try:
+        return _parse_cards(data)
+    except HeaderError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the bytes are the cause whatever the exception
+        raise HeaderError(f"unreadable header text ({type(exc).__name__}: {str(exc)[:200]})") from exc
+
+
+def _parse_cards(data: bytes | bytearray | memoryview | str) -> Header:
+    """The parser proper. The loop is written for speed (it is benchmarked against astropy): the usual
+    cards, a keyword with `= ` in columns 9-10 and a plain string or number, never leave it.
     """
     values: dict[str, str] = {}
     comments: dict[str, str] = {}
