@@ -60,6 +60,9 @@ class Settings:
     thumbnail_cache_control: str = "public, max-age=31536000, immutable"
     thumbnail_max_pixels: int = 100_000_000
     thumbnail_max_bytes: int = 64 * 1024 * 1024
+    # What decoding one JPEG may allocate (archive/jpeg_layout.py): with the file itself (up to
+    # thumbnail_max_bytes) and the process, a thumbnail stays under 300 MiB.
+    thumbnail_max_decode_bytes: int = 128 * 1024 * 1024
     fits_header_max_bytes: int = 2_880 * 400
     # /health/ready fails when the ingest dead-letter queue holds more messages than this.
     ready_max_dead_letters: int = 0
@@ -97,6 +100,7 @@ _INTEGER = {
     "thumbnail_quality": "THUMBNAIL_QUALITY",
     "thumbnail_max_pixels": "THUMBNAIL_MAX_PIXELS",
     "thumbnail_max_bytes": "THUMBNAIL_MAX_BYTES",
+    "thumbnail_max_decode_bytes": "THUMBNAIL_MAX_DECODE_BYTES",
     "fits_header_max_bytes": "FITS_HEADER_MAX_BYTES",
     "ready_max_dead_letters": "READY_MAX_DEAD_LETTERS",
 }

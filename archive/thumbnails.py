@@ -6,9 +6,13 @@ Why it is built this way:
   produces the full-size image. It keeps at least `DRAFT_MARGIN` times the target size so the final
   Lanczos resample still has real pixels to filter, which keeps the result within JPEG re-encoding
   noise of a full-decode resize (`make bench` measures both).
-- Safety. Only JPEG data is accepted, and the pixel count in the header is checked against
-  `THUMBNAIL_MAX_PIXELS` before any pixel is decoded. Every bad input raises `ThumbnailError` with a
-  reason and an upload-log status, so the ingest core can log it and not retry it.
+- Safety. Only JPEG data is accepted. Before Pillow sees the file, its markers are read
+  (`archive.jpeg_layout`): the pixel count is checked against `THUMBNAIL_MAX_PIXELS`, and the memory
+  the decoder will really allocate (a progressive or multi-scan file keeps every coefficient of the
+  full image, whatever the draft scale; Pillow copies the metadata) against
+  `THUMBNAIL_MAX_DECODE_BYTES`, so a 1 kB file declaring 10000×10000 progressive CMYK is refused, not
+  decoded into 800 MiB. Every bad input raises `ThumbnailError` with a reason and an upload-log
+  status, so the ingest core can log it and not retry it.
 - Cold start. Pillow is deferred (`archive.lazy`): a Lambda invocation that only ingests header text
   never pays for it.
 - Repeatability. The output carries no metadata and is a pure function of the input bytes and the
@@ -21,9 +25,12 @@ import io
 import math
 import warnings
 
+from botocore.exceptions import ClientError
+
 from archive import lazy
 from archive.aws import client
 from archive.errors import PermanentError
+from archive.jpeg_layout import JpegLayout, JpegLayoutError, decode_bytes, draft_scale, read_layout
 from archive.settings import get_settings
 from archive.uploads_log import FAILED, REJECTED
 
@@ -33,6 +40,8 @@ from archive.uploads_log import FAILED, REJECTED
 # difference from a full-decode resize stays about half of what JPEG re-encoding alone makes.
 DRAFT_MARGIN = 1.75
 ORIENTATION_TAG = 0x0112
+# How much of a site's own thumbnail is read to check that it is a JPEG (thumbnails are ~10 kB).
+THUMBNAIL_CHECK_BYTES = 64 * 1024
 
 # Leading bytes of formats that plausibly land in the archive under a .jpg name, for a useful reason.
 _MAGIC = (
@@ -72,20 +81,77 @@ def _kind_of(data: bytes) -> str:
     return "unrecognised"
 
 
-def _open_jpeg(data: bytes) -> lazy.Image.Image:
-    """Read the JPEG header only (no pixels), or raise ThumbnailError saying what is wrong."""
+def _jpeg_signature_problem(data: bytes) -> ThumbnailError | None:
+    """Why `data` is not JPEG data at all (empty, or another format), else None."""
     if not data:
-        raise ThumbnailError(FAILED, "empty file (0 bytes)")
+        return ThumbnailError(FAILED, "empty file (0 bytes)")
     if not data.startswith(b"\xff\xd8"):
-        raise ThumbnailError(REJECTED, f"not a JPEG: the data is {_kind_of(data)} ({len(data)} bytes)")
+        return ThumbnailError(REJECTED, f"not a JPEG: the data is {_kind_of(data)} ({len(data)} bytes)")
+    return None
+
+
+def _layout(data: bytes) -> JpegLayout:
+    """The JPEG's layout from its markers (no pixels, no Pillow), or ThumbnailError saying what is wrong."""
+    problem = _jpeg_signature_problem(data)
+    if problem is not None:
+        raise problem
+    try:
+        return read_layout(data)
+    except JpegLayoutError as exc:
+        raise ThumbnailError(FAILED, f"unreadable JPEG header: {exc}") from exc
+
+
+def _open_jpeg(data: bytes) -> lazy.Image.Image:
+    """Read the JPEG header with Pillow (no pixels), or raise ThumbnailError saying what is wrong."""
     # The JPEG plugin directly, not Image.open: its errors keep their reason ("cannot handle 12-bit
-    # layers"), and our own pixel limit below is the only one applied.
+    # layers"), and our own limits are the only ones applied.
     try:
         with warnings.catch_warnings():  # broken EXIF (read here for DPI) warns per tag; it is dropped anyway
             warnings.simplefilter("ignore")
             return lazy.JpegImagePlugin.JpegImageFile(io.BytesIO(data))
     except (SyntaxError, OSError, ValueError, IndexError) as exc:  # struct errors surface as these
         raise ThumbnailError(FAILED, f"unreadable JPEG header: {exc or type(exc).__name__}") from exc
+
+
+def _check_limits(layout: JpegLayout, height: int, max_pixels: int, max_decode_bytes: int) -> None:
+    """Refuse, before decoding, a JPEG with too many pixels or one whose decoding needs too much memory.
+
+    The draft scale depends on the EXIF orientation, which only Pillow reads; both orientations are
+    tried and the larger need counts.
+    """
+    width, source_height = layout.width, layout.height
+    if width * source_height > max_pixels:
+        raise ThumbnailError(
+            FAILED,
+            f"{width}×{source_height} = {width * source_height} pixels is over the limit of {max_pixels} "
+            "(a decompression bomb?)",
+        )
+    need = max(decode_bytes(layout, draft_scale(layout, _draft_request(layout.width, layout.height, height, turned)))
+               for turned in (False, True))
+    if need > max_decode_bytes:
+        kind = "progressive" if layout.progressive else "multi-scan" if layout.scans > 1 else "single-scan"
+        if layout.lossless:
+            kind = "lossless (cannot be decoded scaled)"
+        metadata = layout.metadata_bytes // 2**20
+        raise ThumbnailError(
+            REJECTED,
+            f"decoding this {kind} {width}×{source_height} JPEG with {layout.components} component(s) would "
+            f"take about {need // 2**20} MiB, over the {max_decode_bytes // 2**20} MiB limit"
+            + (f" (its APPn/COM metadata alone is {metadata} MiB)" if metadata else ""),
+        )
+
+
+def _draft_request(width: int, height: int, target_height: int, turned: bool) -> tuple[int, int]:
+    """The size asked of the decoder (stored frame): the target with DRAFT_MARGIN to spare."""
+    target = _target(width, height, target_height, turned)
+    return math.ceil(target[0] * DRAFT_MARGIN), math.ceil(target[1] * DRAFT_MARGIN)
+
+
+def _target(width: int, height: int, target_height: int, turned: bool) -> tuple[int, int]:
+    """The thumbnail's size in the stored (unrotated) frame; `turned` for EXIF orientations 5-8."""
+    shown = (height, width) if turned else (width, height)
+    out_w, out_h = thumbnail_size(*shown, target_height)
+    return (out_h, out_w) if turned else (out_w, out_h)
 
 
 def _orientation(image: lazy.Image.Image) -> int:
@@ -144,35 +210,42 @@ def to_jpeg_mode(image: lazy.Image.Image) -> lazy.Image.Image:
     return image.convert("RGB")  # RGBA, RGBa, RGBX, CMYK, YCbCr, LAB, HSV
 
 
-def make_thumbnail(data: bytes, height: int = 128, quality: int = 85, *, max_pixels: int | None = None) -> bytes:
+def make_thumbnail(
+    data: bytes,
+    height: int = 128,
+    quality: int = 85,
+    *,
+    max_pixels: int | None = None,
+    max_decode_bytes: int | None = None,
+) -> bytes:
     """A JPEG `height` pixels high (or the image's own size if smaller) from JPEG `data`.
 
     EXIF orientation is applied, the output is L or RGB with no metadata, and the same input always
-    gives the same bytes. `max_pixels` defaults to the `THUMBNAIL_MAX_PIXELS` setting. Raises
-    `ThumbnailError` for anything that is not a decodable JPEG within the pixel limit.
+    gives the same bytes. `max_pixels` and `max_decode_bytes` default to the `THUMBNAIL_MAX_PIXELS`
+    and `THUMBNAIL_MAX_DECODE_BYTES` settings. Raises `ThumbnailError` for anything that is not a
+    decodable JPEG within those limits.
     """
     if height < 1:
         raise ValueError(f"thumbnail height must be positive, got {height}")
-    if max_pixels is None:
-
-        max_pixels = get_settings().thumbnail_max_pixels
+    settings = get_settings()
+    layout = _layout(data)
+    _check_limits(
+        layout,
+        height,
+        settings.thumbnail_max_pixels if max_pixels is None else max_pixels,
+        settings.thumbnail_max_decode_bytes if max_decode_bytes is None else max_decode_bytes,
+    )
     image = _open_jpeg(data)
+    if image.size != (layout.width, layout.height):  # the limits were checked on the layout's size
+        raise ThumbnailError(FAILED, f"inconsistent frame headers ({image.size} and {layout.width}×{layout.height})")
     width, source_height = image.size
-    if width * source_height > max_pixels:
-        raise ThumbnailError(
-            FAILED,
-            f"{width}×{source_height} = {width * source_height} pixels is over the limit of {max_pixels} "
-            "(a decompression bomb?)",
-        )
     orientation = _orientation(image)
     transpose = _transposition(orientation)
-    swapped = orientation >= 5  # orientations 5-8 turn the image a quarter: width and height trade places
-    shown = (source_height, width) if swapped else (width, source_height)
-    out_w, out_h = thumbnail_size(*shown, height)
-    target = (out_h, out_w) if swapped else (out_w, out_h)  # in the stored (unrotated) frame
+    turned = orientation >= 5  # orientations 5-8 turn the image a quarter: width and height trade places
+    target = _target(width, source_height, height, turned)
 
     # The mode stays as stored: asking draft for "L" would turn a colour image grey.
-    drafted = image.draft(image.mode, (math.ceil(target[0] * DRAFT_MARGIN), math.ceil(target[1] * DRAFT_MARGIN)))
+    drafted = image.draft(image.mode, _draft_request(width, source_height, height, turned))
     box = drafted[1] if drafted else None
     try:
         image.load()
@@ -211,9 +284,7 @@ def write_thumbnail(bucket: str, medium_key: str, thumbnail_key: str) -> int:
             FAILED, f"medium JPG is {size} bytes, over the {settings.thumbnail_max_bytes}-byte limit"
         )
     data = response["Body"].read()
-    thumbnail = make_thumbnail(
-        data, settings.thumbnail_height_px, settings.thumbnail_quality, max_pixels=settings.thumbnail_max_pixels
-    )
+    thumbnail = make_thumbnail(data, settings.thumbnail_height_px, settings.thumbnail_quality)
     s3.put_object(
         Bucket=bucket,
         Key=thumbnail_key,
@@ -222,3 +293,33 @@ def write_thumbnail(bucket: str, medium_key: str, thumbnail_key: str) -> int:
         CacheControl=settings.thumbnail_cache_control,
     )
     return len(thumbnail)
+
+
+def check_thumbnail(bucket: str, key: str) -> None:
+    """Raise ThumbnailError (`failed`) unless the object `key`, a thumbnail a site made itself, is JPEG data.
+
+    Reads at most THUMBNAIL_CHECK_BYTES: an empty object or another format fails; an object read whole
+    must also have readable JPEG markers. S3 errors propagate as raised (a missing object included).
+    """
+    try:
+        response = client("s3").get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{THUMBNAIL_CHECK_BYTES - 1}")
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "InvalidRange":  # S3's answer for an empty object
+            raise
+        data, whole = b"", True
+    else:
+        body = response["Body"]
+        try:
+            data = body.read(THUMBNAIL_CHECK_BYTES)
+        finally:
+            body.close()
+        total = str(response.get("ContentRange") or "").rpartition("/")[2]
+        whole = not total.isdigit() or int(total) <= len(data)
+    problem = _jpeg_signature_problem(data)
+    if problem is not None:
+        raise ThumbnailError(FAILED, problem.reason)
+    if whole:
+        try:
+            read_layout(data)
+        except JpegLayoutError as exc:
+            raise ThumbnailError(FAILED, f"unreadable JPEG header: {exc}") from exc
