@@ -1,21 +1,27 @@
-"""One `recent-uploads-log` item per upload (DESIGN.md 2.3), read by photonranch-api's dev-tools tab.
+"""One `recent-uploads-log` item per attempt at an upload (DESIGN.md 2.3), read by photonranch-api's dev-tools tab.
 
-The table's hash key is `site`; the range key `upload_id` exists only to keep items apart. It is the
-upload time in epoch milliseconds, zero-padded to 13 digits so that string order is time order, then
-`#` and a random UUID: two uploads in the same second (or millisecond) of one site never share a key,
-so neither overwrites the other, and a query by site still comes back sorted oldest first.
+The table's hash key is `site`; the range key `upload_id` orders a site's items by when the attempt
+*ran*: the processing time in epoch milliseconds, zero-padded to 13 digits so that string order is
+time order, then `#` and a random UUID, so two attempts in the same millisecond never share a key and
+neither overwrites the other. Every attempt (first delivery, SQS retry, DLQ redrive, `reprocess`) writes
+its own item, so a query by site comes back oldest attempt first and the newest item for a key is the
+latest attempt's truth, whatever the upload time. Ordering by the upload (S3 event) time would not do:
+every redelivery of a message carries the same event time, and `reprocess` replays an older one.
 
-Every attempt writes its own item (a redelivered message that finally succeeds shows both the failure
-and the success), which is what an operator looking at the dev-tools tab wants to see.
+The upload time stays an attribute (`upload_timestamp_s`), beside `processed_timestamp_s`. The TTL
+counts from when the item is written, so a late retry, a redrive or a backfill of old files stays
+visible for the full TTL instead of expiring on arrival.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from archive.aws import client, from_dynamodb, to_dynamodb
+from archive.clock import epoch_seconds, utc_now
 from archive.settings import get_settings
 
 INGESTED, IGNORED, REJECTED, FAILED = "ingested", "ignored", "rejected", "failed"
@@ -24,31 +30,33 @@ UNKNOWN_SITE = "unknown_site"
 REASON_MAX_CHARS = 2_000  # a reason is for people; an exception text must not approach the 400 KB item limit
 
 
-def epoch_seconds(moment: dt.datetime) -> float:
-    """Seconds since the epoch; a naive datetime is taken as UTC (the pipeline's convention)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.timestamp()
-
-
-def make_upload_id(upload_time: dt.datetime, unique: str | None = None) -> str:
-    """`{epoch ms, 13 digits}#{unique}`: sorts by time, never collides between two uploads."""
-    millis = int(epoch_seconds(upload_time) * 1000)
+def make_upload_id(processed_at: dt.datetime, unique: str | None = None) -> str:
+    """`{epoch ms of the attempt, 13 digits}#{unique}`: sorts by attempt, never collides."""
+    millis = int(epoch_seconds(processed_at) * 1000)
     return f"{millis:013d}#{unique or uuid.uuid4().hex}"
 
 
 def build_item(
-    *, key: str, site: str, size_bytes: int, status: str, reason: str, upload_time: dt.datetime, ttl_hours: int
+    *,
+    key: str,
+    site: str,
+    size_bytes: int,
+    status: str,
+    reason: str,
+    upload_time: dt.datetime,
+    processed_at: dt.datetime,
+    ttl_hours: int,
 ) -> dict[str, Any]:
     """The item as plain Python values; pure, so the contract can be checked without AWS."""
     if status not in STATUSES:
         raise ValueError(f"status {status!r} is not one of {', '.join(STATUSES)}")
-    uploaded = int(epoch_seconds(upload_time))
+    processed = int(epoch_seconds(processed_at))
     return {
         "site": site or UNKNOWN_SITE,
-        "upload_id": make_upload_id(upload_time),
-        "upload_timestamp_s": uploaded,
-        "expire_timestamp_s": uploaded + ttl_hours * 3600,
+        "upload_id": make_upload_id(processed_at),
+        "upload_timestamp_s": int(epoch_seconds(upload_time)),
+        "processed_timestamp_s": processed,
+        "expire_timestamp_s": processed + ttl_hours * 3600,
         "filename": key,
         "size_bytes": int(size_bytes),
         "status": status,
@@ -60,7 +68,8 @@ def recent_uploads(site: str, limit: int = 100) -> list[dict[str, Any]]:
     """The site's newest `limit` items, newest attempt first (numbers as DynamoDB gives them, Decimal).
 
     The query photonranch-api's dev-tools tab makes (by the hash key `site`), read backwards along
-    `upload_id` so the newest attempts come first without reading the rest of the 48 hours.
+    `upload_id`, which orders attempts by when they ran, so the latest attempts come first without
+    reading the rest of the 48 hours.
     """
     response = client("dynamodb").query(
         TableName=get_settings().uploads_log_table,
@@ -88,9 +97,19 @@ def logged_sites() -> set[str]:
 
 
 def record_upload(
-    *, key: str, site: str, size_bytes: int, status: str, reason: str, upload_time: dt.datetime
+    *,
+    key: str,
+    site: str,
+    size_bytes: int,
+    status: str,
+    reason: str,
+    upload_time: dt.datetime,
+    processed_at: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """Write one log item for an upload and return it. `upload_time` is naive UTC.
+    """Write one log item for an attempt at an upload and return it.
+
+    `upload_time` is when the object was uploaded (the S3 event time), `processed_at` when this attempt
+    ran (default: now); both naive UTC.
 
     Raises:
         botocore errors from DynamoDB: the ingest reports the upload for a retry (the log must not lose it).
@@ -103,7 +122,39 @@ def record_upload(
         status=status,
         reason=reason,
         upload_time=upload_time,
+        processed_at=processed_at or utc_now(),
         ttl_hours=settings.uploads_log_ttl_hours,
     )
     client("dynamodb").put_item(TableName=settings.uploads_log_table, Item=to_dynamodb(item))
     return item
+
+
+def attempt_order(item: Mapping[str, Any]) -> str:
+    """Sort key of an item among its site's: the range key, which orders attempts by when they ran."""
+    return str(item.get("upload_id", ""))
+
+
+def processed_seconds(item: Mapping[str, Any]) -> int:
+    """When the attempt ran, in epoch seconds (from the range key for items written before the attribute)."""
+    if "processed_timestamp_s" in item:
+        return int(item["processed_timestamp_s"])
+    prefix = attempt_order(item).partition("#")[0]
+    return int(prefix) // 1000 if prefix.isdigit() else int(item.get("upload_timestamp_s", 0))
+
+
+def newest_attempts(items: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """filename -> the item of the latest attempt at it: what the log says about each file now."""
+    newest: dict[str, Mapping[str, Any]] = {}
+    for item in items:
+        key = str(item.get("filename", ""))
+        if key not in newest or attempt_order(item) > attempt_order(newest[key]):
+            newest[key] = item
+    return newest
+
+
+def scan_items() -> list[dict[str, Any]]:
+    """Every item of the table as plain values (operator tools and the local stack's checks; not the Lambda)."""
+    items: list[dict[str, Any]] = []
+    for page in client("dynamodb").get_paginator("scan").paginate(TableName=get_settings().uploads_log_table):
+        items += [from_dynamodb(item) for item in page.get("Items", [])]
+    return items

@@ -1,9 +1,9 @@
 """`python -m archive status`: what the archive has been doing, from the tables and queues.
 
-Counts of logged uploads per site and status (the `recent-uploads-log` table, so the last 48 hours by
-default), the most recent uploads with their reasons, the depth of the ingest queue, its dead-letter
-queue and the datastream queue, and the number of `images` rows per site when the database is
-reachable. Works against the local stack (its `.archive/local.env`) or any AWS account.
+Counts of logged attempts per site and status (the `recent-uploads-log` table, so the last 48 hours by
+default), the latest attempts (newest first, by when they ran) with their reasons, the depth of the
+ingest queue, its dead-letter queue and the datastream queue, and the number of `images` rows per site
+when the database is reachable. Works against the local stack (its `.archive/local.env`) or any AWS account.
 """
 
 from __future__ import annotations
@@ -19,11 +19,9 @@ from sqlalchemy import func, select
 
 import db
 from archive import database
-from archive.aws import client, from_dynamodb
 from archive.local.target import add_env_file_argument, load_target
 from archive.queues import queue_depths
-from archive.settings import get_settings
-from archive.uploads_log import STATUSES
+from archive.uploads_log import STATUSES, attempt_order, processed_seconds, scan_items
 
 
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
@@ -53,17 +51,8 @@ def status_table(counts: Mapping[str, Counter[str]]) -> str:
 
 
 def recent(items: Iterable[Mapping[str, Any]], limit: int) -> list[Mapping[str, Any]]:
-    """The newest `limit` items, newest first (upload_id sorts by upload time)."""
-    return sorted(items, key=lambda i: (int(i.get("upload_timestamp_s", 0)), str(i.get("upload_id", ""))))[::-1][
-        :limit
-    ]
-
-
-def scan_uploads_log() -> list[dict[str, Any]]:
-    items = []
-    for page in client("dynamodb").get_paginator("scan").paginate(TableName=get_settings().uploads_log_table):
-        items += [from_dynamodb(item) for item in page.get("Items", [])]
-    return items
+    """The `limit` latest attempts, newest first (the range key orders items by when the attempt ran)."""
+    return sorted(items, key=attempt_order, reverse=True)[:limit]
 
 
 def image_rows_per_site() -> str:
@@ -82,23 +71,28 @@ def image_rows_per_site() -> str:
     return format_table(["site", "rows", "latest capture"], [(s, n, latest) for s, n, latest in rows])
 
 
+def _utc(seconds: int) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def run(args: argparse.Namespace) -> int:
     print(load_target(args.env_file))
-    items = scan_uploads_log()
+    items = scan_items()
     print(f"\nUploads logged ({len(items)} items)")
     print(status_table(counts_by_site(items)) if items else "  none")
     if items and args.last:
-        print(f"\nLast {min(args.last, len(items))} uploads")
+        print(f"\nLast {min(args.last, len(items))} attempts (newest first)")
         rows = [
             (
-                dt.datetime.fromtimestamp(int(i["upload_timestamp_s"]), dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                _utc(processed_seconds(i)),
+                _utc(int(i.get("upload_timestamp_s", 0))),
                 i.get("status", ""),
                 i.get("filename", ""),
                 str(i.get("reason", ""))[:60],
             )
             for i in recent(items, args.last)
         ]
-        print(format_table(["uploaded (UTC)", "status", "key", "reason"], rows))
+        print(format_table(["processed (UTC)", "uploaded (UTC)", "status", "key", "reason"], rows))
     print("\nQueues")
     print(format_table(["queue", "waiting", "in flight", "error"], queue_depths()))
     print()

@@ -40,6 +40,7 @@ from archive.local.simulate import Exposure, SimulationResult, SiteRun, UploadRe
 from archive.local.stack import LocalStack, StackOptions
 from archive.local.worker import Delivery
 from archive.settings import get_settings
+from archive.uploads_log import INGESTED, newest_attempts, scan_items
 
 DEMO_SITES = ("tst", "mrc")
 EXPIRING_SITE = "tst"
@@ -143,13 +144,12 @@ def check_rows(exposures: Sequence[Exposure], rows: Mapping[str, Mapping[str, An
     return Check("rows and file flags", not problems, _summary(len(exposures), problems, "rows complete"))
 
 
-def check_log(keys: Iterable[str], statuses: Mapping[str, set[str]]) -> Check:
-    """Each key has an upload-log item with status `ingested`."""
+def check_log(keys: Iterable[str], newest: Mapping[str, str]) -> Check:
+    """Each key's newest upload-log item (its latest attempt) has status `ingested`."""
     keys = sorted(keys)
-    problems = [
-        f"{k}: {sorted(statuses.get(k, set())) or 'no item'}" for k in keys if "ingested" not in statuses.get(k, ())
-    ]
-    return Check("upload log statuses", not problems, _summary(len(keys), problems, "items 'ingested'"))
+    problems = [f"{k}: newest item {newest[k]!r}" if k in newest else f"{k}: no item"
+                for k in keys if newest.get(k) != INGESTED]
+    return Check("upload log statuses", not problems, _summary(len(keys), problems, "newest items 'ingested'"))
 
 
 def check_datastream(expected: Iterable[tuple[str, str, int | None]], bodies: Iterable[str]) -> Check:
@@ -233,13 +233,9 @@ def fetch_rows(base_filenames: Iterable[str]) -> dict[str, dict[str, Any]]:
         return {row["base_filename"]: dict(row) for row in result}
 
 
-def fetch_log_statuses() -> dict[str, set[str]]:
-    statuses: dict[str, set[str]] = {}
-    paginator = client("dynamodb").get_paginator("scan")
-    for page in paginator.paginate(TableName=get_settings().uploads_log_table):
-        for item in page.get("Items", []):
-            statuses.setdefault(item["filename"]["S"], set()).add(item["status"]["S"])
-    return statuses
+def fetch_newest_statuses() -> dict[str, str]:
+    """filename -> status of its newest upload-log item (the latest attempt)."""
+    return {key: str(item["status"]) for key, item in newest_attempts(scan_items()).items()}
 
 
 def drain_queue(queue_url: str) -> list[str]:
@@ -400,7 +396,7 @@ def run_demo(args: argparse.Namespace, hold: Callable[[LocalStack, DemoReport], 
 
         data_exposures = [e for label in DEMO_SITES for e in results[label].exposures]
         report.checks.append(check_rows(data_exposures, fetch_rows(e.base_filename for e in data_exposures)))
-        report.checks.append(check_log(expected, fetch_log_statuses()))
+        report.checks.append(check_log(expected, fetch_newest_statuses()))
         medium = sorted(k for k in (u.key for u in uploads) if thumbnail_key(k))
         expiring = results["expiring"].exposures[0]
         expired_prefix = f"{expiring.s3_directory}/{expiring.base_filename}-"

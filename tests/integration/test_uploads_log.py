@@ -1,4 +1,8 @@
-"""`recent-uploads-log` items (DESIGN.md 2.3), written to moto's DynamoDB and read back."""
+"""`recent-uploads-log` items (DESIGN.md 2.3), written to moto's DynamoDB and read back.
+
+An item per attempt, ordered by when the attempt ran: the newest item for a key is the latest attempt's
+truth, whatever the upload (event) time it carries, and its TTL counts from when it was written.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,21 @@ import datetime as dt
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
+import db
 from archive import aws
+from archive.cli.reprocess import list_objects, replay_through_handler, selected
+from archive.cli.status import recent
+from archive.clock import epoch_seconds, utc_now
+from archive.ingest import Upload, ingest_upload
+from archive.local.ports import free_port
 from archive.settings import get_settings
-from archive.uploads_log import record_upload
+from archive.uploads_log import newest_attempts, record_upload, scan_items
+from tests import samples
 
 UPLOADED = dt.datetime(2022, 6, 29, 3, 12, 45, 250_000)  # naive UTC
 UPLOADED_S = 1656472365  # 2022-06-29T03:12:45Z
+PROCESSED = dt.datetime(2026, 11, 25, 6, 0, 0)
+PROCESSED_S = 1795586400  # 2026-11-25T06:00:00Z
 KEY = "data/sro-kb001ms-20220629-00010442-EX10.jpg"
 
 
@@ -29,7 +42,7 @@ def items_of(site: str) -> list[dict]:
 
 def record(**overrides) -> dict:
     values = dict(key=KEY, site="sro", size_bytes=123_456, status="ingested", reason="jpg_medium_exists",
-                  upload_time=UPLOADED)
+                  upload_time=UPLOADED, processed_at=PROCESSED)
     values.update(overrides)
     return record_upload(**values)
 
@@ -40,15 +53,16 @@ def test_item_has_every_contract_field_with_its_type(aws_stack):
     assert stored == returned
     assert stored["site"] == "sro"
     assert stored["upload_timestamp_s"] == UPLOADED_S
-    assert stored["expire_timestamp_s"] == UPLOADED_S + 48 * 3600
+    assert stored["processed_timestamp_s"] == PROCESSED_S
+    assert stored["expire_timestamp_s"] == PROCESSED_S + 48 * 3600
     assert stored["filename"] == KEY  # the full key, directory included
     assert stored["size_bytes"] == 123_456
     assert stored["status"] == "ingested"
     assert stored["reason"] == "jpg_medium_exists"
-    assert set(stored) == {"site", "upload_id", "upload_timestamp_s", "expire_timestamp_s", "filename",
-                           "size_bytes", "status", "reason"}
+    assert set(stored) == {"site", "upload_id", "upload_timestamp_s", "processed_timestamp_s", "expire_timestamp_s",
+                           "filename", "size_bytes", "status", "reason"}
     raw = aws.client("dynamodb").scan(TableName=get_settings().uploads_log_table)["Items"][0]
-    for numeric in ("upload_timestamp_s", "expire_timestamp_s", "size_bytes"):
+    for numeric in ("upload_timestamp_s", "processed_timestamp_s", "expire_timestamp_s", "size_bytes"):
         assert set(raw[numeric]) == {"N"}  # numbers, not strings: the API compares them as ints
 
 
@@ -67,11 +81,59 @@ def test_the_same_file_uploaded_twice_in_one_millisecond_keeps_both_items(aws_st
     assert sorted(item["status"] for item in items_of("sro")) == ["failed", "ingested"]
 
 
-def test_a_site_query_returns_its_uploads_oldest_first(aws_stack):
-    times = [UPLOADED + dt.timedelta(milliseconds=ms) for ms in (999, 1, 0, 1000, 86_400_000, 5)]
+def test_a_site_query_returns_its_attempts_in_the_order_they_ran(aws_stack):
+    times = [PROCESSED + dt.timedelta(milliseconds=ms) for ms in (999, 1, 0, 1000, 86_400_000, 5)]
     for t in times:
-        record(upload_time=t, reason=t.isoformat())
+        record(processed_at=t, reason=t.isoformat())
     assert [item["reason"] for item in items_of("sro")] == [t.isoformat() for t in sorted(times)]
+
+
+def test_the_newest_item_for_a_key_is_the_latest_attempt_whatever_upload_time_it_carries(aws_stack):
+    """Redeliveries carry the same event time; reprocess carries LastModified, whole seconds earlier."""
+    attempts = [
+        (UPLOADED, "failed", "temporary error, will retry: database unavailable"),
+        (UPLOADED, "failed", "temporary error, will retry: database unavailable"),
+        (UPLOADED.replace(microsecond=0), "ingested", "jpg_medium_exists"),  # the reprocess
+    ]
+    for n, (uploaded, status, reason) in enumerate(attempts):
+        record(upload_time=uploaded, processed_at=PROCESSED + dt.timedelta(seconds=n), status=status, reason=reason)
+    items = items_of("sro")
+    assert [item["status"] for item in items] == ["failed", "failed", "ingested"]
+    assert newest_attempts(items)[KEY]["status"] == "ingested"
+    assert [i["status"] for i in recent(scan_items(), 1)] == ["ingested"], "status --last shows the latest attempt"
+
+
+def test_an_item_for_an_old_upload_lives_the_full_ttl_from_when_it_is_written(aws_stack):
+    """A DLQ redrive or a reprocess of files older than the TTL must leave a trace."""
+    before = int(epoch_seconds(utc_now()))
+    item = record(upload_time=dt.datetime(2020, 1, 1), processed_at=None)
+    assert item["upload_timestamp_s"] == 1577836800
+    assert item["expire_timestamp_s"] - before in range(48 * 3600, 48 * 3600 + 5)
+
+
+def test_after_an_outage_and_a_reprocess_the_newest_item_of_every_file_is_ingested(
+    aws_stack, database, settings_env
+):
+    """The reported case: failures logged during an outage, then a backfill that repaired every row."""
+    s3, bucket = aws.client("s3"), get_settings().bucket
+    uploads = []
+    for name, body in samples.exposure_files().items():
+        s3.put_object(Bucket=bucket, Key=f"data/{name}", Body=body)
+        # S3's event time has milliseconds; LastModified, which reprocess uses, whole seconds before it.
+        uploads.append(Upload(bucket, f"data/{name}", len(body), utc_now() + dt.timedelta(milliseconds=900)))
+    settings_env(DATABASE_URL=f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/postgres")
+    db.dispose_engines()
+    for upload in uploads:
+        with pytest.raises(Exception, match="database unavailable"):
+            ingest_upload(upload)
+    settings_env(DATABASE_URL=database)
+    db.dispose_engines()
+
+    objects = selected(list_objects(bucket, "data/"))
+    assert replay_through_handler(objects, bucket, get_settings().region, progress=False)["ingested"] == len(uploads)
+
+    newest = newest_attempts(scan_items())
+    assert {key: item["status"] for key, item in newest.items()} == {u.key: "ingested" for u in uploads}
 
 
 def test_an_unknown_site_is_logged_under_unknown_site(aws_stack):
@@ -94,7 +156,7 @@ def test_an_unknown_status_is_refused_and_nothing_is_written(aws_stack):
 def test_ttl_hours_come_from_settings(aws_stack, settings_env):
     settings_env(UPLOADS_LOG_TTL_HOURS="6")
     item = record()
-    assert item["expire_timestamp_s"] - item["upload_timestamp_s"] == 6 * 3600
+    assert item["expire_timestamp_s"] - item["processed_timestamp_s"] == 6 * 3600
 
 
 def test_an_aware_upload_time_is_converted_to_utc(aws_stack):
