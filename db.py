@@ -6,9 +6,16 @@ Lambdas, and the row converges to the same state. One engine per URL per process
 invocations. This module knows nothing of the archive's settings or AWS (photonranch-api mirrors it):
 callers pass the URL, and `archive.database` finds it (DATABASE_URL or an SSM parameter).
 
-capture_date/sort_date rule (never NULL): DATE-OBS from the header when it has a usable one;
-otherwise the earliest upload time seen for the exposure (`dated_by_header` tells which). That makes
-the date independent of arrival order too.
+capture_date/sort_date rule (never NULL, DESIGN.md 2.2): the sources are ranked, DATE-OBS of the
+header text, then DATE-OBS of a FITS header, then the earliest upload time seen for the exposure.
+`capture_date_source` records the rank of the date a row holds; every upsert offers a date with its
+rank, a higher rank replaces the date and an equal one keeps the earlier, so the row ends with the same
+date whatever order the files arrive in.
+
+URLs: the plain `postgresql://` form (libpq, RDS, photonranch-api) names no driver, and SQLAlchemy's
+default for it is psycopg 3, which the functions do not ship; `database_url()` maps it (and Heroku's
+`postgres://`) to psycopg2, the driver installed. Every engine (the functions', migrations', the
+CLI's) is made by `create_database_engine`, so they all accept it.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from sqlalchemy import (
     Float,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -38,7 +46,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 
 metadata = MetaData()
 
@@ -64,10 +72,15 @@ images = Table(
     Column("user_id", String),
     Column("header", Text),
     *(Column(flag, Boolean, nullable=False, server_default=text("false")) for flag in FLAGS),
-    # Ours, not part of the contract: whether capture_date came from DATE-OBS (then no file's upload
-    # time may move it) or from the earliest upload seen. Keeps the date independent of arrival order.
-    Column("dated_by_header", Boolean, nullable=False, server_default=text("false")),
+    # Ours, not part of the contract: the rank of the source capture_date came from (DATE_FROM_*), so a
+    # later file replaces it only with a better-ranked date. Keeps the date independent of arrival order.
+    Column("capture_date_source", SmallInteger, nullable=False, server_default=text("0")),
 )
+
+# capture_date sources, in rank order (DESIGN.md 2.2).
+DATE_FROM_UPLOAD = 0  # the earliest upload time seen
+DATE_FROM_FITS_HEADER = 1  # DATE-OBS of a header read out of a FITS file
+DATE_FROM_HEADER_TEXT = 2  # DATE-OBS of the `.txt` header
 
 # Columns a header fills; a header upsert sets exactly these (plus the dates).
 HEADER_COLUMNS = (
@@ -89,6 +102,40 @@ def header_json(header: Mapping[str, str]) -> str:
 
 
 _ENGINES: dict[str, Engine] = {}
+_PLAIN_POSTGRESQL = ("postgresql", "postgres")  # no driver named: libpq's form and Heroku's
+INSTALLED_DRIVER = "postgresql+psycopg2"
+
+
+class DatabaseURLError(ValueError):
+    """A database URL that cannot be used here; the message is one line, without the password."""
+
+
+def database_url(url: str) -> str:
+    """`url` with the installed driver named when it names none (`postgresql://…` -> psycopg2)."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy's message would print the password
+        reason = f"not a database URL ({type(exc).__name__}): expected postgresql://user@host/db"
+        raise DatabaseURLError(reason) from None
+    if parsed.drivername not in _PLAIN_POSTGRESQL:
+        return url
+    return parsed.set(drivername=INSTALLED_DRIVER).render_as_string(hide_password=False)
+
+
+def create_database_engine(url: str, **options: Any) -> Engine:
+    """A new engine for `url` (plain `postgresql://` accepted); `options` go to `create_engine`.
+
+    Raises DatabaseURLError when the URL names a driver that is not installed.
+    """
+    url = database_url(url)
+    try:
+        return create_engine(url, **options)
+    except ModuleNotFoundError as exc:
+        driver = make_url(url).drivername
+        raise DatabaseURLError(
+            f"database URL names the driver {driver!r}, whose module {exc.name!r} is not installed; "
+            f"use postgresql:// (or {INSTALLED_DRIVER}://)"
+        ) from None
 
 
 def engine_for(url: str) -> Engine:
@@ -97,10 +144,10 @@ def engine_for(url: str) -> Engine:
     if engine is not None:
         return engine
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_database_engine(url, connect_args={"timeout": 30})
     else:
         # One Lambda handles one batch at a time; pre-ping survives RDS failovers and idle kills.
-        engine = create_engine(
+        engine = create_database_engine(
             url,
             pool_size=5,
             max_overflow=10,
@@ -127,18 +174,33 @@ def _earliest(dialect: str, a: Any, b: Any) -> Any:
     return func.least(a, b) if dialect == "postgresql" else func.min(a, b)
 
 
-_ROW_IDENTITY = ("base_filename", "site", "data_type", "capture_date", "sort_date")
+def _highest(dialect: str, a: Any, b: Any) -> Any:
+    return func.greatest(a, b) if dialect == "postgresql" else func.max(a, b)
+
+
+def _ranked_date(dialect: str, ex: Any) -> dict[str, Any]:
+    """SET clauses that offer the incoming date with its rank: a higher rank replaces the row's date,
+    the same rank keeps the earlier of the two, a lower one changes nothing."""
+    ours, theirs = images.c.capture_date_source, ex.capture_date_source
+    date = case(
+        (theirs > ours, ex.capture_date),
+        (theirs == ours, _earliest(dialect, images.c.capture_date, ex.capture_date)),
+        else_=images.c.capture_date,
+    )
+    return {"capture_date": date, "sort_date": date, "capture_date_source": _highest(dialect, ours, theirs)}
+
+
+_ROW_IDENTITY = ("base_filename", "site", "data_type", "capture_date", "sort_date", "capture_date_source")
 
 
 @cache
-def _header_upsert(dialect: str, dated: bool, only_if_missing: bool) -> Any:
+def _header_upsert(dialect: str, only_if_missing: bool) -> Any:
     """The header upsert, built once per variant; values are bound parameters at execution."""
     names = (*_ROW_IDENTITY, "header", *HEADER_COLUMNS)
-    stmt = _insert_for(dialect).values({name: bindparam(name) for name in names}).values(dated_by_header=dated)
+    stmt = _insert_for(dialect).values({name: bindparam(name) for name in names})
     ex = stmt.excluded
-    new_date = ex.capture_date if dated else _earliest(dialect, images.c.capture_date, ex.capture_date)
-    update = {name: ex[name] for name in ("site", "data_type", "header", "dated_by_header", *HEADER_COLUMNS)}
-    update.update(capture_date=new_date, sort_date=new_date)
+    update = {name: ex[name] for name in ("site", "data_type", "header", *HEADER_COLUMNS)}
+    update.update(_ranked_date(dialect, ex))
     return stmt.on_conflict_do_update(
         index_elements=[images.c.base_filename],
         set_=update,
@@ -149,12 +211,14 @@ def _header_upsert(dialect: str, dated: bool, only_if_missing: bool) -> Any:
 @cache
 def _flag_upsert(dialect: str, flag: str) -> Any:
     stmt = _insert_for(dialect).values({name: bindparam(name) for name in _ROW_IDENTITY}).values({flag: True})
-    ex = stmt.excluded
-    keep_or_earliest = {
-        col: case((images.c.dated_by_header, images.c[col]), else_=_earliest(dialect, images.c[col], ex[col]))
-        for col in ("capture_date", "sort_date")
-    }
-    return stmt.on_conflict_do_update(index_elements=[images.c.base_filename], set_={flag: True, **keep_or_earliest})
+    return stmt.on_conflict_do_update(
+        index_elements=[images.c.base_filename], set_={flag: True, **_ranked_date(dialect, stmt.excluded)}
+    )
+
+
+def _dated(capture_date: dt.datetime | None, source: int, upload_time: dt.datetime) -> dict[str, Any]:
+    date, rank = (capture_date, source) if capture_date is not None else (upload_time, DATE_FROM_UPLOAD)
+    return {"capture_date": date, "sort_date": date, "capture_date_source": rank}
 
 
 def upsert_header(
@@ -167,25 +231,25 @@ def upsert_header(
     columns: Mapping[str, Any],
     capture_date: dt.datetime | None,
     upload_time: dt.datetime,
+    date_source: int = DATE_FROM_HEADER_TEXT,
     only_if_missing: bool = False,
 ) -> bool:
     """Write an exposure's header fields, creating the row if absent; file flags are left alone.
 
-    `only_if_missing` is for a header read out of a FITS file: it never replaces a header that a
-    `.txt` (or an earlier FITS) already wrote. Returns whether a row was written.
+    `capture_date` is the header's DATE-OBS (None when it has none: the upload time is offered then),
+    ranked as `date_source`. `only_if_missing` is for a header read out of a FITS file: it never
+    replaces a header that a `.txt` (or an earlier FITS) already wrote, and then offers nothing (the
+    FITS file's `mark_file` offers its date). Returns whether a row was written.
     """
-    date = capture_date or upload_time
     params = {name: columns.get(name) for name in HEADER_COLUMNS}
     params.update(
         base_filename=base_filename,
         site=site,
         data_type=data_type,
-        capture_date=date,
-        sort_date=date,
         header=header_json(header),
+        **_dated(capture_date, date_source, upload_time),
     )
-    stmt = _header_upsert(conn.dialect.name, capture_date is not None, only_if_missing)
-    return conn.execute(stmt, params).rowcount > 0
+    return conn.execute(_header_upsert(conn.dialect.name, only_if_missing), params).rowcount > 0
 
 
 def mark_file(
@@ -196,19 +260,29 @@ def mark_file(
     data_type: str,
     flag: str,
     upload_time: dt.datetime,
+    capture_date: dt.datetime | None = None,
+    date_source: int = DATE_FROM_UPLOAD,
 ) -> None:
-    """Set one file-existence flag, creating the row (dated by the upload) if absent."""
+    """Set one file-existence flag, creating the row if absent, and offer the file's date.
+
+    The date offered is `capture_date` ranked `date_source` (a FITS file's DATE-OBS), else the upload time.
+    """
     if flag not in FLAGS:
         raise ValueError(f"unknown flag {flag!r}")
-    params = dict(
-        base_filename=base_filename, site=site, data_type=data_type, capture_date=upload_time, sort_date=upload_time
-    )
+    params = dict(base_filename=base_filename, site=site, data_type=data_type,
+                  **_dated(capture_date, date_source, upload_time))
     conn.execute(_flag_upsert(conn.dialect.name, flag), params)
 
 
-def has_header(conn: Connection, base_filename: str) -> bool:
-    row = conn.execute(select(images.c.header.is_not(None)).where(images.c.base_filename == base_filename)).first()
-    return bool(row and row[0])
+def needs_fits_header(conn: Connection, base_filename: str) -> bool:
+    """Whether a FITS file of this exposure should have its header read: the row has no header yet, or
+    its date is still an upload time (the header text had no DATE-OBS, and a FITS DATE-OBS ranks higher)."""
+    row = conn.execute(
+        select(images.c.header.is_(None) | (images.c.capture_date_source == DATE_FROM_UPLOAD)).where(
+            images.c.base_filename == base_filename
+        )
+    ).first()
+    return row is None or bool(row[0])
 
 
 def get_row(conn: Connection, base_filename: str) -> dict[str, Any] | None:

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ParamValidationError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from archive.settings import get_settings
@@ -90,3 +90,11 @@ def is_missing_object(exc: BaseException) -> bool:
     if not isinstance(exc, ClientError):
         return False
     return str(exc.response.get("Error", {}).get("Code", "")) in {"NoSuchKey", "404", "NotFound"}
+
+
+def is_invalid_request(exc: BaseException) -> bool:
+    """True for a request AWS (or botocore, before sending) refuses as invalid: an item over DynamoDB's
+    size limit, a value out of range. The same request is refused again, so it is never retried."""
+    if isinstance(exc, ParamValidationError):
+        return True
+    return isinstance(exc, ClientError) and str(exc.response.get("Error", {}).get("Code", "")) == "ValidationException"

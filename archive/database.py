@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 import db
@@ -45,6 +45,11 @@ def database_url() -> str:
 def get_engine() -> Engine:
     """The process's engine, created on first use and reused by later invocations."""
     return db.engine_for(database_url())
+
+
+def is_database_error(exc: BaseException) -> bool:
+    """Any error raised by the database or its driver (their messages name hosts, ports and SQL)."""
+    return isinstance(exc, SQLAlchemyError)
 
 
 def is_database_outage(exc: BaseException) -> bool:

@@ -14,6 +14,10 @@ moment, so no write depends on an earlier read of the channel item:
 Decision: a file that the table has no field for (e.g. a JPG with reduction 12) still needs its
 channel (no channel is a rejection, whatever the file), but changes nothing: claiming the channel for
 it would blank the channel's picture with an exposure that has nothing to show.
+
+Decision: a header too large for DynamoDB's 400 KB item limit is stored in part (the keywords that fit
+within HEADER_BUDGET_BYTES, in card order), not refused: refusing would leave the channel showing the
+previous exposure. The caller says in the upload log what was left out.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from archive.settings import get_settings
 
 CHANNELS = (1, 2, 3)
 MAX_ATTEMPTS = 8  # each retry means another writer changed the channel in between; bounded, not forever
+# The header map's share of the 400 KB (409 600-byte) item: the other attributes (paths, flags, names)
+# take well under 2 kB, whichever order the exposure's files arrive in.
+HEADER_BUDGET_BYTES = 380_000
 
 
 class NoChannel(Rejected):
@@ -44,11 +51,32 @@ def channel_of(metadata: Mapping[str, Any] | None, base_filename: str) -> int | 
     return None
 
 
+def fit_header(header: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The header as a channel item holds it, and the keywords left out to stay within the item limit.
+
+    Keywords are kept in card order; one too large for what is left is skipped and the next tried.
+    Blank keywords are dropped (DynamoDB refuses empty map keys; moto does not), and not reported.
+    Sizes are DynamoDB's: UTF-8 bytes of name and value, plus a byte per map element.
+    """
+    kept: dict[str, str] = {}
+    left_out: list[str] = []
+    room = HEADER_BUDGET_BYTES - len("header") - 3
+    for keyword, value in header.items():
+        if not keyword:
+            continue
+        size = len(keyword.encode()) + len(str(value).encode()) + 1
+        if size > room:
+            left_out.append(keyword)
+            continue
+        kept[keyword] = value
+        room -= size
+    return kept, left_out
+
+
 def file_fields(name: ParsedName, key: str, header: Mapping[str, str] | None) -> dict[str, Any]:
     """What this one file contributes to its channel item; empty for a file with no field."""
     if name.ext == "txt":
-        # DynamoDB refuses empty map keys (moto does not); a blank keyword has nothing to show anyway.
-        return {"header": {k: v for k, v in (header or {}).items() if k}}
+        return {"header": fit_header(header or {})[0]}
     role = file_role(name)
     return {role.path_field: key, role.flag: True} if role else {}
 

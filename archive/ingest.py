@@ -43,9 +43,9 @@ from archive.filenames import (
 )
 from archive.fits_header import read_fits_header
 from archive.headers import HeaderError, capture_date, header_columns, parse_header
-from archive.info_images import apply_info_file, file_fields, find_channel
+from archive.info_images import apply_info_file, file_fields, find_channel, fit_header
 from archive.settings import get_settings
-from archive.thumbnails import write_thumbnail
+from archive.thumbnails import check_thumbnail, write_thumbnail
 from archive.uploads_log import FAILED, IGNORED, INGESTED, UNKNOWN_SITE, record_upload
 
 logger = logging.getLogger(__name__)
@@ -97,9 +97,13 @@ def store_header(
     header: Mapping[str, str],
     upload: Upload,
     *,
-    only_if_missing: bool,
+    from_fits: bool,
 ) -> bool:
-    """Upsert a parsed header into the exposure's row (typed columns, JSON, capture date)."""
+    """Upsert a parsed header into the exposure's row (typed columns, JSON, capture date).
+
+    A header read out of a FITS file never replaces one already there, and its DATE-OBS ranks below
+    the header text's (db.py's capture_date rule).
+    """
     return db.upsert_header(
         conn,
         base_filename=name.base_filename,
@@ -109,7 +113,8 @@ def store_header(
         columns=header_columns(header),
         capture_date=capture_date(header),
         upload_time=upload.event_time,
-        only_if_missing=only_if_missing,
+        date_source=db.DATE_FROM_FITS_HEADER if from_fits else db.DATE_FROM_HEADER_TEXT,
+        only_if_missing=from_fits,
     )
 
 
@@ -128,7 +133,10 @@ def _ensure_exists(upload: Upload) -> None:
     client("s3").head_object(Bucket=upload.bucket, Key=upload.key)
 
 
-def _mark(conn: Connection, name: ParsedName, upload: Upload, *roles: FileRole) -> None:
+def _mark(
+    conn: Connection, name: ParsedName, upload: Upload, *roles: FileRole, fits_date: dt.datetime | None = None
+) -> None:
+    """Set the roles' flags; `fits_date`, the DATE-OBS of the file's own FITS header, is offered too."""
     for role in roles:
         db.mark_file(
             conn,
@@ -137,19 +145,23 @@ def _mark(conn: Connection, name: ParsedName, upload: Upload, *roles: FileRole) 
             data_type=name.data_type,
             flag=role.flag,
             upload_time=upload.event_time,
+            capture_date=fits_date,
+            date_source=db.DATE_FROM_FITS_HEADER,
         )
 
 
 def _ingest_header_text(upload: Upload, name: ParsedName, notification: Notification) -> Outcome:
     header = fetch_text_header(upload.bucket, upload.key)  # a HeaderError leaves the row untouched
     with database.transaction() as conn:
-        store_header(conn, name, header, upload, only_if_missing=False)
+        store_header(conn, name, header, upload, from_fits=False)
     return Outcome(upload, INGESTED, f"header with {len(header)} keywords", name.site, notification)
 
 
 def _ingest_fits(upload: Upload, name: ParsedName, role: FileRole, notification: Notification) -> Outcome:
+    """Flag the FITS file; read its header while the row lacks one or is dated only by an upload time
+    (its DATE-OBS outranks that, whichever file came first)."""
     with database.transaction() as conn:
-        needs_header = not db.has_header(conn, name.base_filename)
+        needs_header = db.needs_fits_header(conn, name.base_filename)
     header, problem = None, ""
     if needs_header:
         try:
@@ -159,8 +171,8 @@ def _ingest_fits(upload: Upload, name: ParsedName, role: FileRole, notification:
     else:
         _ensure_exists(upload)
     with database.transaction() as conn:
-        _mark(conn, name, upload, role)
-        wrote = header is not None and store_header(conn, name, header, upload, only_if_missing=True)
+        _mark(conn, name, upload, role, fits_date=capture_date(header) if header is not None else None)
+        wrote = header is not None and store_header(conn, name, header, upload, from_fits=True)
     if problem:
         return Outcome(upload, FAILED, f"{role.flag} set; header: {problem}", name.site, notification)
     reason = f"{role.flag}; header read from the FITS file" if wrote else role.flag
@@ -187,7 +199,7 @@ def ingest_data_file(upload: Upload, parsed: ParsedKey) -> Outcome:
             _mark(conn, name, upload, FileRole.JPG_MEDIUM, FileRole.JPG_SMALL)
         return Outcome(upload, INGESTED, "jpg_medium_exists; thumbnail written", name.site, notification)
     if role is FileRole.JPG_SMALL:
-        _ensure_exists(upload)
+        check_thumbnail(upload.bucket, upload.key)  # an empty or non-JPEG thumbnail sets no flag
         with database.transaction() as conn:
             _mark(conn, name, upload, FileRole.JPG_SMALL)
         return Outcome(upload, INGESTED, "jpg_small_exists", name.site, notification)
@@ -202,11 +214,21 @@ def ingest_info_file(upload: Upload, parsed: ParsedKey) -> Outcome:
     channel = find_channel(name.site, name.base_filename)  # NoChannel: rejected before any download
     if name.ext != "txt" and not file_fields(name, upload.key, None):
         return Outcome(upload, IGNORED, f"channel {channel} has no field for reduction {name.reduction}", name.site)
-    header = fetch_text_header(upload.bucket, upload.key) if name.ext == "txt" else None
+    # Images are checked before the channel changes: a medium that cannot be thumbnailed, or a
+    # thumbnail that is not a JPEG, must not show on the channel.
+    role = file_role(name)
+    thumbnail_key = _make_thumbnail(upload, parsed) if role is FileRole.JPG_MEDIUM else None
+    if role is FileRole.JPG_SMALL:
+        check_thumbnail(upload.bucket, upload.key)
+    header, left_out = None, []
+    if name.ext == "txt":
+        header, left_out = fit_header(fetch_text_header(upload.bucket, upload.key))
     apply_info_file(name, upload.key, header, upload.event_time, channel)
     reason = f"channel {channel}"
-    if file_role(name) is FileRole.JPG_MEDIUM:
-        thumbnail_key = _make_thumbnail(upload, parsed)
+    if left_out:
+        shown = ", ".join(left_out[:5]) + (", …" if len(left_out) > 5 else "")
+        reason += f"; header stored without {len(left_out)} keywords ({shown}): over DynamoDB's 400 KB item limit"
+    if thumbnail_key is not None:
         apply_info_file(thumbnail_name(name), thumbnail_key, None, upload.event_time, channel)
         reason += "; thumbnail written"
     notification = Notification(parsed.s3_directory, name.base_filename, name.site, channel)
@@ -265,16 +287,21 @@ def ingest_upload(upload: Upload) -> Outcome:
         outcome = _process(upload)
     except Exception as exc:  # noqa: BLE001 - every failure is classified, logged and reported
         error = classify(exc)
+        # What the reason leaves out (a database's host and port, the SQL) goes to the function's log.
+        detail = {} if error is exc else {"detail": f"{type(exc).__name__}: {exc}"[:2000]}
         if error.retry:
-            logger.error("ingest failed; will retry", extra={"key": upload.key, "reason": error.reason},
+            logger.error("ingest failed; will retry", extra={"key": upload.key, "reason": error.reason, **detail},
                          exc_info=not isinstance(error, TemporaryError))
             _log_upload(Outcome(upload, FAILED, error.log_reason, site_of(upload.key)), best_effort=True)
             if error is exc:
                 raise
             raise error from exc
         outcome = Outcome(upload, error.status, error.log_reason, site_of(upload.key))
+    else:
+        detail = {}
     log = logger.info if outcome.status in (INGESTED, IGNORED) else logger.warning
-    log("ingest %s", outcome.status, extra={"key": upload.key, "status": outcome.status, "reason": outcome.reason})
+    log("ingest %s", outcome.status,
+        extra={"key": upload.key, "status": outcome.status, "reason": outcome.reason, **detail})
     _log_upload(outcome, best_effort=False)
     return outcome
 

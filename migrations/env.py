@@ -1,7 +1,9 @@
-"""Alembic environment: runs migrations online against the URL `db.migrate` passes in."""
+"""Alembic environment: runs migrations online against the URL `migrations.upgrade` passes in."""
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import pool
+
+import db
 
 config = context.config
 
@@ -15,7 +17,7 @@ def run() -> None:
         return
     url = config.get_main_option("sqlalchemy.url")
     assert url, "migrations.upgrade(url) sets sqlalchemy.url"
-    engine = create_engine(url, poolclass=pool.NullPool)
+    engine = db.create_database_engine(url, poolclass=pool.NullPool)
     with engine.connect() as connection:
         context.configure(connection=connection)
         with context.begin_transaction():

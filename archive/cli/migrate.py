@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 
 import migrations
+from archive import database
 
 
 def run(args: argparse.Namespace) -> int:
-    migrations.upgrade(args.database_url)
+    migrations.upgrade(args.database_url or database.database_url())
     print("images table is at the latest migration")
     return 0
 
