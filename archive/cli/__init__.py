@@ -7,8 +7,13 @@ Each command module defines `register(subparsers)`, which adds its parsers with
 from __future__ import annotations
 
 import argparse
+import sys
+
+from botocore.exceptions import EndpointConnectionError
 
 from archive.cli import bucket, demo, expiry, migrate, reprocess, serve, simulate, status
+from archive.database import DatabaseConfigError
+from db import DatabaseURLError
 
 COMMANDS = (migrate, expiry, serve, simulate, demo, reprocess, status, bucket)
 
@@ -23,4 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except EndpointConnectionError as exc:  # the local stack stopped, or a wrong AWS_ENDPOINT_URL
+        print(f"error: {exc} (is the local stack running? `python -m archive serve`)", file=sys.stderr)
+        return 1
+    except (DatabaseURLError, DatabaseConfigError) as exc:  # one line; the URL's password stays out
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

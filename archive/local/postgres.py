@@ -11,10 +11,11 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from archive.local.ports import free_port, port_is_free
 
 
 class PostgresUnavailable(RuntimeError):
@@ -35,12 +36,6 @@ def find_bin_dir() -> Path | None:
         return max(candidates)[1]
     found = shutil.which("initdb")
     return Path(found).parent if found else None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -75,6 +70,29 @@ class LocalPostgres:
     def initialized(self) -> bool:
         return (self.data_dir / "PG_VERSION").exists()
 
+    @property
+    def _owner_file(self) -> Path:
+        return self.data_dir / "archive.owner"
+
+    def claim(self) -> None:
+        """Record this process as the one that stops the cluster (`owner_alive` asks about it)."""
+        self._owner_file.write_text(str(os.getpid()))
+
+    def owner_alive(self) -> bool:
+        """Whether the process that claimed the cluster still runs. False for a cluster orphaned by a
+        killed `serve`, so the next stack adopts it and stops it when it stops."""
+        try:
+            pid = int(self._owner_file.read_text())
+        except (OSError, ValueError):
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # alive, another user's
+            return True
+        return True
+
     def running(self) -> bool:
         return self._run("pg_ctl", "-D", str(self.data_dir), "status", check=False).returncode == 0
 
@@ -96,11 +114,13 @@ class LocalPostgres:
             if result.returncode != 0:
                 raise PostgresUnavailable(f"initdb failed: {result.stderr.strip() or result.stdout.strip()}")
         port_file = self.data_dir / "archive.port"
-        if self.running() and port_file.exists():
-            self.port = int(port_file.read_text())
+        recorded = int(port_file.read_text()) if port_file.exists() else 0
+        if self.running() and recorded:
+            self.port = recorded
             return self.url
         if not self.port:
-            self.port = free_port()
+            # The port it had before, when free: a restarted cluster keeps its URL.
+            self.port = recorded if recorded and port_is_free("127.0.0.1", recorded) else free_port()
         options = f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1 -c max_connections=200"
         if not self.durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
@@ -115,6 +135,8 @@ class LocalPostgres:
         port_file.write_text(str(self.port))
         return self.url
 
-    def stop(self) -> None:
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the cluster (`mode` as pg_ctl's: fast, or immediate for a crash-like stop)."""
         if self.initialized():
-            self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop", check=False)
+            self._run("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "stop", check=False)
+            self._owner_file.unlink(missing_ok=True)

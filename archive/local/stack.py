@@ -22,7 +22,6 @@ import contextlib
 import logging
 import os
 import shlex
-import socket
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from typing import Any
 
 import boto3
 from moto.server import ThreadedMotoServer
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 import db
 import migrations
@@ -39,6 +38,7 @@ from archive import aws, bucket_config
 from archive.aws import client
 from archive.local import viewer
 from archive.local.api import LocalApi, Route, lambda_routes
+from archive.local.ports import port_is_free
 from archive.local.postgres import LocalPostgres, PostgresUnavailable
 from archive.local.provision import provision_bucket, provision_queues, provision_tables
 from archive.local.sweeper import StreamHandler, TtlSweeper, describe_ttl_tables
@@ -86,15 +86,6 @@ class StackOptions:
     api_port: int | None = None  # None: moto's port + 1 (any free port when moto's is 0)
 
 
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def format_env_file(env: dict[str, str]) -> str:
     """Shell `KEY=value` lines, quoted when needed, so `set -a; . file; set +a` works."""
     lines = ["# Written by `python -m archive serve`; valid while it runs."]
@@ -127,7 +118,7 @@ def _named_postgres_url(server_url: str, name: str) -> str:
 
 
 def _ensure_postgres_database(server_url: str, name: str, fresh: bool) -> None:
-    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    engine = db.create_database_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
             exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
@@ -154,8 +145,12 @@ def open_database(
     state_dir = options.state_dir.resolve()
     try:
         cluster = (postgres or LocalPostgres)(state_dir / "pg", durable=True)
-        was_running = cluster.initialized() and cluster.running()
+        # Running for another live stack (another `serve` on this state directory): use it, leave it
+        # running. Running with no live owner (a `serve` that was killed): adopt it, stop it at the end.
+        shared = cluster.initialized() and cluster.running() and cluster.owner_alive()
         server_url = cluster.start()
+        if not shared:
+            cluster.claim()
     except PostgresUnavailable as exc:
         path = state_dir / f"{options.database_name}.sqlite"
         if options.fresh_database and path.exists():
@@ -164,7 +159,7 @@ def open_database(
         return _Database(f"sqlite:///{path}", f"SQLite file {path}")
     _ensure_postgres_database(server_url, options.database_name, options.fresh_database)
     url = _named_postgres_url(server_url, options.database_name)
-    close = (lambda: None) if was_running else cluster.stop
+    close = (lambda: None) if shared else cluster.stop
     return _Database(url, f"embedded PostgreSQL under {cluster.data_dir}", close)
 
 

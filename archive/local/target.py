@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
+import urllib.parse
 from pathlib import Path
 
 from archive import aws
@@ -30,13 +32,32 @@ def load_target(env_file: Path | None) -> str:
     if env_file is not None:
         if not env_file.exists():
             raise SystemExit(f"{env_file} does not exist: start `python -m archive serve` first")
-        os.environ.update(parse_env_file(env_file.read_text()))
+        env = parse_env_file(env_file.read_text())
+        endpoint = env.get("AWS_ENDPOINT_URL", "")
+        if endpoint and not answers(endpoint):
+            # A stale file: `serve` was killed and could not remove it.
+            raise SystemExit(
+                f"the local stack is not running (start it with `python -m archive serve`): {env_file} "
+                f"names {endpoint}, where nothing answers"
+            )
+        os.environ.update(env)
         source = f" (from {env_file})"
     get_settings.cache_clear()
     aws.clear_clients()
     settings = get_settings()
     where = settings.aws_endpoint_url or f"AWS {settings.region}"
     return f"target: {where}, bucket {settings.bucket}{source}"
+
+
+def answers(endpoint_url: str, timeout: float = 2.0) -> bool:
+    """Whether something accepts connections at the endpoint's host and port."""
+    parts = urllib.parse.urlsplit(endpoint_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def add_env_file_argument(parser: argparse.ArgumentParser) -> None:
