@@ -81,11 +81,15 @@ def fetch_text_header(bucket: str, key: str) -> Mapping[str, str]:
     """
     limit = get_settings().fits_header_max_bytes
     try:
-        body = client("s3").get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{limit}")["Body"].read()
+        stream = client("s3").get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{limit}")["Body"]
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "InvalidRange":  # S3's answer for an empty object
             raise HeaderError("header file is empty") from None
         raise
+    try:
+        body = stream.read(limit + 1)  # never more, whatever the server sends (a 200 ignoring the range)
+    finally:
+        stream.close()
     if len(body) > limit:
         raise HeaderError(f"header file is larger than {limit} bytes; not a FITS header")
     return parse_header(body)

@@ -283,7 +283,13 @@ def write_thumbnail(bucket: str, medium_key: str, thumbnail_key: str) -> int:
         raise ThumbnailError(
             FAILED, f"medium JPG is {size} bytes, over the {settings.thumbnail_max_bytes}-byte limit"
         )
-    data = response["Body"].read()
+    body = response["Body"]
+    try:
+        data = body.read(settings.thumbnail_max_bytes + 1)  # never more than the limit, whatever was declared
+    finally:
+        body.close()
+    if len(data) > settings.thumbnail_max_bytes:
+        raise ThumbnailError(FAILED, f"medium JPG is over the {settings.thumbnail_max_bytes}-byte limit")
     thumbnail = make_thumbnail(data, settings.thumbnail_height_px, settings.thumbnail_quality)
     s3.put_object(
         Bucket=bucket,
