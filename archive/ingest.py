@@ -224,7 +224,8 @@ def ingest_info_file(upload: Upload, parsed: ParsedKey) -> Outcome:
     thumbnail_key = _make_thumbnail(upload, parsed) if role is FileRole.JPG_MEDIUM else None
     if role is FileRole.JPG_SMALL:
         check_thumbnail(upload.bucket, upload.key)
-    header, left_out = None, []
+    header: Mapping[str, str] | None = None
+    left_out: list[str] = []
     if name.ext == "txt":
         header, left_out = fit_header(fetch_text_header(upload.bucket, upload.key))
     apply_info_file(name, upload.key, header, upload.event_time, channel)

@@ -70,16 +70,7 @@ def read_layout(data: bytes) -> JpegLayout:
         raise JpegLayoutError("no start-of-image marker")
     at, metadata, frame = 2, 0, None
     while True:
-        marker_at = data.find(b"\xff", at)  # libjpeg skips stray bytes before a marker; so do we
-        if marker_at < 0:
-            raise JpegLayoutError("the data ends before the first scan")
-        at = marker_at + 1
-        while at < len(data) and data[at] == 0xFF:  # fill bytes
-            at += 1
-        if at >= len(data):
-            raise JpegLayoutError("the data ends before the first scan")
-        marker = data[at]
-        at += 1
+        marker, at = _next_marker(data, at)
         if marker in _STANDALONE or marker == 0x00:
             continue
         if marker in (SOI, EOI):
@@ -87,16 +78,29 @@ def read_layout(data: bytes) -> JpegLayout:
         length = _u16(data, at)
         if length < 2 or at + length > len(data):
             raise JpegLayoutError(f"a segment (marker {marker:02X}) runs past the end of the data")
-        segment = data[at + 2 : at + length]
         if 0xE0 <= marker <= 0xEF or marker == COM:
             metadata += length
         elif marker in _SOF:
-            frame = (marker, segment)
+            frame = (marker, data[at + 2 : at + length])
         elif marker == SOS:
             if frame is None:
                 raise JpegLayoutError("a scan before any frame header")
             return _layout(frame[0], frame[1], _count_scans(data, at + length), metadata)
         at += length
+
+
+def _next_marker(data: bytes, at: int) -> tuple[int, int]:
+    """The next marker's code at or after `at`, and the offset just past it. Stray bytes before a
+    marker are skipped, as libjpeg does, and so are fill bytes (repeated FF)."""
+    marker_at = data.find(b"\xff", at)
+    if marker_at < 0:
+        raise JpegLayoutError("the data ends before the first scan")
+    at = marker_at + 1
+    while at < len(data) and data[at] == 0xFF:
+        at += 1
+    if at >= len(data):
+        raise JpegLayoutError("the data ends before the first scan")
+    return data[at], at + 1
 
 
 def _count_scans(data: bytes, after_first: int) -> int:
