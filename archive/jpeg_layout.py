@@ -3,10 +3,11 @@
 Why: a file of a few hundred bytes can declare 10000×10000 pixels, and what decoding it costs depends
 on more than the pixel count. libjpeg decodes a single-scan (baseline) file row by row, and with DCT
 scaling (Pillow's `draft`) only the reduced image is ever allocated. A progressive file, or a
-sequential one in several scans, must keep every DCT coefficient of the whole image until its last scan:
+sequential one in several scans (its first scan does not hold every component), must keep every DCT
+coefficient of the whole image until its last scan:
 two bytes per sample at full resolution, whatever the output scale (10000×10000 CMYK: 760 MiB). Pillow
 also keeps a copy of every APPn/COM segment. So the thumbnailer reads the layout here (frame size,
-sampling factors, progressive or not, how many scans, metadata bytes), estimates what the decoder will
+sampling factors, progressive or not, the first scan's components, metadata bytes), estimates what the decoder will
 allocate, and refuses a file over its budget before Pillow sees it.
 
 Pure functions over bytes; the standard library only.
@@ -41,13 +42,16 @@ class JpegLayout:
     sampling: tuple[tuple[int, int], ...]  # (horizontal, vertical) factor of each component
     progressive: bool
     lossless: bool
-    scans: int  # start-of-scan markers before the end of the image
+    first_scan_components: int  # components in the first scan (all of them in a single-scan file)
     metadata_bytes: int  # APPn and COM segments before the first scan
 
     @property
     def buffers_coefficients(self) -> bool:
-        """Whether libjpeg must hold the whole image's coefficients (it does for more than one scan)."""
-        return self.progressive or self.scans > 1
+        """Whether libjpeg must hold the whole image's coefficients: when the file is progressive or
+        its first scan leaves out a component (more scans follow), as libjpeg decides at that scan.
+        A sequential file carries each component in exactly one scan (T.81), so a first scan holding
+        them all is the only one."""
+        return self.progressive or self.first_scan_components < self.components
 
     @property
     def components(self) -> int:
@@ -61,7 +65,7 @@ def _u16(data: bytes, at: int) -> int:
 
 
 def read_layout(data: bytes) -> JpegLayout:
-    """The layout of JPEG `data`, from its markers up to the first scan (and a count of the scans).
+    """The layout of JPEG `data`, from its markers up to the first scan's header (no entropy data read).
 
     Raises JpegLayoutError when there is no SOI, no frame header before the first scan, or a segment
     runs past the end of the data.
@@ -85,7 +89,8 @@ def read_layout(data: bytes) -> JpegLayout:
         elif marker == SOS:
             if frame is None:
                 raise JpegLayoutError("a scan before any frame header")
-            return _layout(frame[0], frame[1], _count_scans(data, at + length), metadata)
+            scan_components = data[at + 2] if length > 2 else 0
+            return _layout(frame[0], frame[1], scan_components, metadata)
         at += length
 
 
@@ -103,18 +108,7 @@ def _next_marker(data: bytes, at: int) -> tuple[int, int]:
     return data[at], at + 1
 
 
-def _count_scans(data: bytes, after_first: int) -> int:
-    """Scans in the image: the first, plus each SOS marker up to EOI.
-
-    Entropy-coded data never holds FF followed by DA or D9 (an FF there is followed by 00 or an RST
-    marker), so counting the byte pairs is exact for the scans; a table segment between scans that
-    happens to hold those bytes can only raise the count, i.e. overestimate the memory.
-    """
-    end = data.find(b"\xff\xd9", after_first)
-    return 1 + data.count(b"\xff\xda", after_first, len(data) if end < 0 else end)
-
-
-def _layout(marker: int, segment: bytes, scans: int, metadata: int) -> JpegLayout:
+def _layout(marker: int, segment: bytes, scan_components: int, metadata: int) -> JpegLayout:
     if len(segment) < 6:
         raise JpegLayoutError("frame header too short")
     precision, height, width, count = segment[0], _u16(segment, 1), _u16(segment, 3), segment[5]
@@ -132,7 +126,7 @@ def _layout(marker: int, segment: bytes, scans: int, metadata: int) -> JpegLayou
         sampling=sampling,
         progressive=marker in _PROGRESSIVE,
         lossless=marker in _LOSSLESS,
-        scans=scans,
+        first_scan_components=scan_components,
         metadata_bytes=metadata,
     )
 

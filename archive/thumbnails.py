@@ -129,7 +129,7 @@ def _check_limits(layout: JpegLayout, height: int, max_pixels: int, max_decode_b
     need = max(decode_bytes(layout, draft_scale(layout, _draft_request(layout.width, layout.height, height, turned)))
                for turned in (False, True))
     if need > max_decode_bytes:
-        kind = "progressive" if layout.progressive else "multi-scan" if layout.scans > 1 else "single-scan"
+        kind = "progressive" if layout.progressive else "multi-scan" if layout.buffers_coefficients else "single-scan"
         if layout.lossless:
             kind = "lossless (cannot be decoded scaled)"
         metadata = layout.metadata_bytes // 2**20

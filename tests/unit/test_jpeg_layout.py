@@ -22,21 +22,21 @@ def sof0(width: int, height: int, components: int) -> bytes:
     return b"\xff\xc0" + struct.pack(">H", len(body) + 2) + body
 
 
-def sos(component: int) -> bytes:
-    body = bytes([1, component, 0x00, 0, 63, 0])
+def sos(*components: int) -> bytes:
+    body = bytes([len(components), *(b for c in components for b in (c, 0x00)), 0, 63, 0])
     return b"\xff\xda" + struct.pack(">H", len(body) + 2) + body
 
 
 def test_a_baseline_file_is_one_scan_and_holds_no_coefficient_buffer():
     layout = read_layout(jpeg("RGB", (40, 30)))
-    assert (layout.width, layout.height, layout.components, layout.scans) == (40, 30, 3, 1)
+    assert (layout.width, layout.height, layout.components, layout.first_scan_components) == (40, 30, 3, 3)
     assert not layout.progressive and not layout.buffers_coefficients
     assert coefficient_bytes(layout) == 0
 
 
 def test_a_progressive_file_keeps_every_coefficient_of_the_full_image_whatever_the_scale():
     layout = read_layout(declaring(jpeg("L", progressive=True), 10000, 10000))
-    assert layout.progressive and layout.scans > 1
+    assert layout.progressive and layout.buffers_coefficients
     assert coefficient_bytes(layout) == 1250 * 1250 * 128  # 8×8 blocks of 16-bit coefficients
     assert decode_bytes(layout, 8) > coefficient_bytes(layout) > 190 * MIB
 
@@ -52,16 +52,17 @@ def test_the_coefficient_buffer_follows_the_components_and_their_sampling(mode, 
 
 
 def test_a_sequential_file_in_several_scans_is_buffered_like_a_progressive_one():
-    entropy = b"\x12\x34\xff\x00\x56"  # a stuffed FF is data, not a marker
+    entropy = b"\x12\x34\xff\x00\x56"
     stream = b"\xff\xd8" + sof0(800, 600, 3) + b"".join(sos(c) + entropy for c in (1, 2, 3)) + b"\xff\xd9"
     layout = read_layout(stream)
-    assert not layout.progressive and layout.scans == 3 and layout.buffers_coefficients
+    assert not layout.progressive and layout.first_scan_components == 1 and layout.buffers_coefficients
     assert coefficient_bytes(layout) == 3 * 100 * 75 * 128
 
 
-def test_restart_markers_and_stuffed_bytes_in_the_data_are_not_scans():
-    stream = b"\xff\xd8" + sof0(64, 64, 1) + sos(1) + b"\x01\xff\x00\x02\xff\xd0\x03\xff\xd1" + b"\xff\xd9"
-    assert read_layout(stream).scans == 1
+def test_a_sequential_file_whose_first_scan_holds_every_component_is_decoded_row_by_row():
+    stream = b"\xff\xd8" + sof0(64, 64, 3) + sos(1, 2, 3) + b"\x01\xff\x00\x02\xff\xd0\x03" + b"\xff\xd9"
+    layout = read_layout(stream)
+    assert not layout.buffers_coefficients and coefficient_bytes(layout) == 0
 
 
 def test_metadata_segments_are_counted_because_pillow_keeps_copies_of_them():
