@@ -8,6 +8,7 @@ presigned POSTs as a site does.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import signal
 import socket
@@ -30,6 +31,7 @@ from archive.local.simulate import SiteRun, simulate
 from archive.local.stack import LocalStack, StackOptions, format_env_file, parse_env_file
 from archive.settings import get_settings
 from archive.uploads_log import INGESTED, newest_attempts, scan_items
+from handlers import observability
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,7 +100,11 @@ def test_a_database_outage_past_the_retry_budget_is_recovered_by_reprocess_with_
     for key in parse_env_file(stack.env_file.read_text()):  # reprocess loads the env file into os.environ:
         if key not in os.environ:  # undone after the test (the stack restores the keys it set itself)
             monkeypatch.setenv(key, "")
-    assert main(["reprocess", "--site", "flt", "--no-progress", "--env-file", str(stack.env_file)]) == 0
+    level = logging.getLevelName(observability.logger.log_level)
+    try:
+        assert main(["reprocess", "--site", "flt", "--no-progress", "--env-file", str(stack.env_file)]) == 0
+    finally:
+        observability.set_level(level)  # reprocess quiets the handlers' shared logger for the process
 
     exposures = before.exposures + during.exposures
     keys = expected_keys(before.uploads + during.uploads)
