@@ -336,9 +336,19 @@ def test_an_empty_info_thumbnail_leaves_the_channel_without_a_small_jpg(stack):
 # Oversize info items
 
 
-def huge_header_text(keywords: int = 6000) -> bytes:
+def long_string_cards(keyword: str, value: str) -> list[bytes]:
+    """A string keyword continued over CONTINUE cards (the long-string convention), 66 characters a card."""
+    pieces = [value[i : i + 66] for i in range(0, len(value), 66)]
+    cards = [f"{keyword:<8}= '{pieces[0]}&'"] + [f"CONTINUE  '{piece}&'" for piece in pieces[1:-1]]
+    cards.append(f"CONTINUE  '{pieces[-1]}'")
+    return [c.ljust(80).encode() for c in cards]
+
+
+def huge_header_text(keywords: int = 48, value_bytes: int = 10_000) -> bytes:
+    """About 480 KB of header values: more than a DynamoDB item holds."""
     cards = [card("DATE-OBS", "'2022-06-29T03:12:45'")]
-    cards += [f"K{i:07d}= '{'v' * 60}'".ljust(80).encode() for i in range(keywords)]  # ~75 bytes each
+    for i in range(keywords):
+        cards += long_string_cards(f"NOTE{i:04d}", "v" * value_bytes)
     return b"".join(cards) + b"END".ljust(80)
 
 
@@ -355,7 +365,8 @@ def test_an_info_header_over_the_item_limit_is_stored_in_part_and_the_channel_sh
     item = channel_item("hst", 2)
     assert item["base_filename"]["S"] == BASE, "the channel shows the new exposure"
     header = item["header"]["M"]
-    assert header["DATE-OBS"]["S"] == "2022-06-29T03:12:45" and 4000 < len(header) < 6001
+    assert header["DATE-OBS"]["S"] == "2022-06-29T03:12:45" and 30 < len(header) < 49
+    assert len(header["NOTE0000"]["S"]) == 10_000
     # the rest of the exposure still fits beside the header
     assert ingest(s3, bucket, f"info-images/{BASE}-EX10.jpg", jpeg("L", (64, 64)))[0] == INGESTED
     assert channel_item("hst", 2)["jpg_medium_exists"]["BOOL"] and channel_item("hst", 2)["jpg_small_exists"]["BOOL"]
