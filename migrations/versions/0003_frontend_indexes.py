@@ -7,10 +7,9 @@ search) scanned and sorted the whole table. Each index below serves one of those
 - (site, jpg_medium_exists, sort_date): latest images of a site (`LIMIT n`) and the latest image of
   every site (`LIMIT 1` per site), read backwards in sort_date order, no sort;
 - (site, user_id, jpg_medium_exists, sort_date): the same for one user (`?userid=`);
-- (user_id, jpg_medium_exists, sort_date): search by user_id;
-- (username, capture_date): search by username, with or without dates;
-- (site, capture_date): a site's files in a date range; search by site and dates;
-- (capture_date): search by dates alone, or with filter / exposure time;
+- (capture_date, site): a site's files in a date range, and every search with dates; the site is
+  checked in the index, so only matching rows are read from the table;
+- (user_id, capture_date), (username, capture_date): search by user, with or without dates;
 - (base_filename varchar_pattern_ops): search by `base_filename LIKE 'prefix%'` (the unique index
   cannot serve LIKE under a collation other than C).
 
@@ -43,10 +42,9 @@ depends_on = None
 INDEXES: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "images_site_latest_idx": (("site", "jpg_medium_exists", "sort_date"), {}),
     "images_site_user_latest_idx": (("site", "user_id", "jpg_medium_exists", "sort_date"), {}),
-    "images_user_latest_idx": (("user_id", "jpg_medium_exists", "sort_date"), {}),
+    "images_capture_site_idx": (("capture_date", "site"), {}),
+    "images_user_capture_idx": (("user_id", "capture_date"), {}),
     "images_username_capture_idx": (("username", "capture_date"), {}),
-    "images_site_capture_idx": (("site", "capture_date"), {}),
-    "images_capture_idx": (("capture_date",), {}),
     "images_base_filename_pattern_idx": (("base_filename",), {"base_filename": "varchar_pattern_ops"}),
 }
 

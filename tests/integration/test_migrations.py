@@ -209,7 +209,7 @@ def test_the_index_migration_runs_again_after_an_interruption_and_rebuilds_an_in
     with engine.connect() as conn:
         # As if the first run died part-way: one index missing, one left INVALID by a failed concurrent
         # build (here a unique build over duplicate sites), and the version still before 0003.
-        conn.execute(text("DROP INDEX images_capture_idx"))
+        conn.execute(text("DROP INDEX images_capture_site_idx"))
         conn.execute(text("DROP INDEX images_site_latest_idx"))
         with pytest.raises(Exception, match="could not create unique index"):
             conn.execute(text("CREATE UNIQUE INDEX CONCURRENTLY images_site_latest_idx ON images (site)"))
