@@ -1,10 +1,13 @@
 """A backfill on the local stack: `reprocess` with parallel workers against one worker, same run.
 
 Starts `python -m archive serve` (moto's server, the embedded PostgreSQL, migrations) in a scratch
-state directory, switches the bucket's notifications off (so the live worker does not ingest the
-uploads first), and uploads BENCH_REPROCESS_OBJECTS objects (default 4,000; the README's figure is
-from 100,000) as sites send them: per exposure its header text, medium JPG, small FITS and large
-`.fits.bz2`. Then `python -m archive reprocess` runs as the operator would run it, twice:
+state directory, with TTL sweeps hourly (each sweep scans every table in moto, which a growing uploads
+log makes slower and slower) and the datastream queue drained as the datastreamer would (moto's
+SendMessage slows down with the depth of an unread queue). It switches the bucket's notifications off
+(so the live worker does not ingest the uploads first) and uploads BENCH_REPROCESS_OBJECTS objects
+(default 4,000; the README's figure is from a larger run) as sites send them: per exposure its
+header text, medium JPG, small FITS and large `.fits.bz2`. Then `python -m archive reprocess` runs
+as the operator would run it, twice:
 - baseline: one worker (how it ran before), over a tenth of the objects (another site);
 - ours: BENCH_REPROCESS_WORKERS workers (default 4) over all the objects of the main site;
 each printing its objects/s. Meanwhile the database's connections from reprocess are sampled, to
@@ -80,8 +83,13 @@ def _serve(state: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "DATABASE_URL"}
     env.update(PYTHONPATH=str(ROOT), LOG_LEVEL="WARNING")
-    process = subprocess.Popen([sys.executable, "-m", "archive", "serve", "--port", "0", "--state-dir", str(state)],
-                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # The TTL sweeper scans every table each interval; with a large uploads log those scans would take
+    # moto's time from the backfill (nothing expires during the run: the log keeps items 48 h).
+    process = subprocess.Popen(
+        [sys.executable, "-m", "archive", "serve", "--port", "0", "--state-dir", str(state),
+         "--sweep-interval", "3600", "--drain-datastream"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
     env_file = state / "local.env"
     deadline = time.monotonic() + 120
     while not env_file.exists():

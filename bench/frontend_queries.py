@@ -11,11 +11,9 @@ an index. When photonranch-api changes a query, change it here.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
 
 from sqlalchemy import select
-from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql import Select
 
 import db
@@ -38,7 +36,7 @@ def latest_site_images_query(site: str, number_of_images: int, user_id: str | No
 
 
 def latest_image_of_site_query(site: str) -> Select:
-    """One step of `get_latest_image_all_sites` (which loops over every site)."""
+    """One step of `get_latest_image_all_sites`, which runs it for every site, one after the other."""
     return (
         _images()
         .where(IMAGE.site == site)
@@ -82,17 +80,3 @@ def filtered_images_query(params: Mapping[str, str]) -> Select:
 def fits_header_query(base_filename: str) -> Select:
     """`get_fits_header_from_db`: the header JSON of one exposure."""
     return select(IMAGE.header).where(IMAGE.base_filename == base_filename)
-
-
-def fetch(conn: Connection, query: Select) -> Sequence[Row[Any]]:
-    return conn.execute(query).all()
-
-
-def latest_image_all_sites(conn: Connection, sites: Iterable[str]) -> dict[str, Row[Any]]:
-    """The whole all-sites read: one query per site, as photonranch-api does it."""
-    found = {}
-    for site in sites:
-        row = conn.execute(latest_image_of_site_query(site)).first()
-        if row is not None:
-            found[site] = row
-    return found

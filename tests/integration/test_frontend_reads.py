@@ -73,12 +73,12 @@ def test_each_read_is_answered_from_an_index_and_the_latest_images_need_no_sort(
 
 def test_the_scale_benchmark_runs_small_and_the_indexes_change_no_answer(database_url):
     # run() raises if any read returns different rows with the indexes than without them.
-    result = bench_scale.run(database_url, rows=2000, repeats_without=2, repeats_with=2, ingest_exposures=20,
-                             ingest_rounds=1)
+    result = bench_scale.run(database_url, rows=2000, repeats_without=2, repeats_with=3, ingest_exposures=20)
 
     report = bench_scale.report(result)
     assert all(case.label in report for case in result.cases)
-    assert all(len(case.without) == 2 and len(case.with_) == 2 for case in result.cases)
+    assert all(len(case.without) == 2 and len(case.with_) == len(case.server) == 3 for case in result.cases)
     assert sum(case.rows[0] for case in result.cases) > 0
     assert result.index_bytes_after > result.index_bytes_before
-    assert len(result.without.headers) == len(result.with_.flags) == 1
+    assert {state: times.exposures for state, times in result.ingestion.items()} == {
+        bench_scale.WITHOUT: 20, bench_scale.WITH: 20}
