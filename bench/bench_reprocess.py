@@ -20,6 +20,7 @@ that it exists, so its size does not change the work.
 
 from __future__ import annotations
 
+import bz2
 import concurrent.futures as cf
 import datetime as dt
 import io
@@ -32,19 +33,21 @@ import threading
 import time
 from pathlib import Path
 
+import boto3
+import numpy as np
+from astropy.io import fits
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from archive.local.simulate import make_exposure, stretched_jpg
+from archive.local.stack import parse_env_file
+
 ROOT = Path(__file__).resolve().parent.parent
 POOL = 40  # distinct exposures rendered; uploads cycle through them under new names
 
 
 def _exposure_files(pool: int) -> list[list[tuple[str, bytes]]]:
     """(suffix, body) of the four files of `pool` simulated exposures."""
-    import bz2
-
-    import numpy as np
-    from astropy.io import fits
-
-    from archive.local.simulate import make_exposure, stretched_jpg
-
     out = []
     for n in range(pool):
         exposure = make_exposure(s3_directory="data", site="tmp", instrument="kb001ms", night="20260101",
@@ -62,8 +65,6 @@ def _exposure_files(pool: int) -> list[list[tuple[str, bytes]]]:
 
 
 def upload(env: dict[str, str], site: str, exposures: int, pool: list[list[tuple[str, bytes]]]) -> int:
-    import boto3
-
     s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"],
                       aws_access_key_id="testing", aws_secret_access_key="testing")
     bucket = env["BUCKET_NAME"]
@@ -79,8 +80,6 @@ def upload(env: dict[str, str], site: str, exposures: int, pool: list[list[tuple
 
 
 def _serve(state: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    from archive.local.stack import parse_env_file
-
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "DATABASE_URL"}
     env.update(PYTHONPATH=str(ROOT), LOG_LEVEL="WARNING")
     # The TTL sweeper scans every table each interval; with a large uploads log those scans would take
@@ -102,9 +101,6 @@ def _serve(state: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
 
 def _connections_sampler(url: str, since: float, stop: threading.Event, peak: list[int]) -> None:
     """Highest number of our application's connections opened after `since` (the reprocess run's)."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.pool import NullPool
-
     engine = create_engine(url, poolclass=NullPool)
     query = text("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'photonranch-archive' "
                  "AND backend_start >= to_timestamp(:since)")
@@ -137,8 +133,6 @@ def reprocess(env_file: Path, site: str, workers: int, database_url: str, cwd: P
 
 
 def main() -> None:
-    import boto3
-
     objects = int(os.environ.get("BENCH_REPROCESS_OBJECTS", "4000"))
     workers = int(os.environ.get("BENCH_REPROCESS_WORKERS", "4"))
     exposures = max(1, objects // 4)

@@ -39,9 +39,15 @@ from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
+import db
+import migrations
+from archive.filenames import parse_filename
+from archive.headers import parse_header
+from archive.ingest import Upload, store_header
+from archive.local.postgres import LocalPostgres
 from bench import frontend_queries as fq
+from bench.bench_ingest import _header_texts
 
-BEFORE = "0002_dated_by_header"
 WITHOUT, WITH = "images_at_0002", "images_at_0003"  # the two schemas, one `images` table each
 SITES = ("sro", "mrc", "saf", "tst", "eco", "aro", "ckp", "dht", "lsc", "wmd", "mrk", "rfm")
 FILTERS = ("ip", "rp", "gp", "zs", "w", "Lum", "Ha", "O3", "S2", "up", "air")
@@ -106,9 +112,6 @@ def percentile(samples: list[float], fraction: float) -> float:
 @contextlib.contextmanager
 def scratch_database(server_url: str | None) -> Iterator[str]:
     """A new database beside `server_url` (or in a throwaway cluster), dropped afterwards."""
-    import db
-    from archive.local.postgres import LocalPostgres
-
     with tempfile.TemporaryDirectory(prefix="archive-bench-scale-") as tmp:
         cluster = None
         if not server_url:
@@ -307,11 +310,6 @@ class IngestTimes:
 
 def time_ingestion(urls: dict[str, str], exposures: int, texts: list[tuple[str, str]]) -> dict[str, IngestTimes]:
     """Ingest `exposures` new exposures into both tables, alternating by invocation of 10."""
-    import db
-    from archive.filenames import parse_filename
-    from archive.headers import parse_header
-    from archive.ingest import Upload, store_header
-
     names = [parse_filename(f"bch-kb001ms-20260101-{i + 1:08d}-EX00.txt") for i in range(exposures)]
     headers = [parse_header(texts[i % len(texts)][1]) for i in range(exposures)]
     upload_time = dt.datetime(2026, 1, 1, 4)
@@ -366,9 +364,6 @@ class ScaleResult:
 
 def run(server_url: str | None, rows: int, repeats_without: int, repeats_with: int, ingest_exposures: int
         ) -> ScaleResult:
-    import db
-    from bench.bench_ingest import _header_texts
-
     texts = _header_texts(50)
     with scratch_database(server_url) as url:
         urls = {state: in_schema(url, state) for state in (WITHOUT, WITH)}
@@ -378,11 +373,11 @@ def run(server_url: str | None, rows: int, repeats_without: int, repeats_with: i
                 conn.execute(text(f'CREATE SCHEMA "{schema}"'))
         admin.dispose()
         for state_url in urls.values():
-            db.migrate(state_url, BEFORE)
+            migrations.upgrade(state_url, migrations.BEFORE_FRONTEND_INDEXES)
         load_seconds = load_rows(urls[WITHOUT], rows)
         copy_rows(WITHOUT, urls[WITH])
         start = time.perf_counter()
-        db.migrate(urls[WITH])  # 0003 on a table with rows: CREATE INDEX CONCURRENTLY
+        migrations.upgrade(urls[WITH])  # 0003 on a table with rows: CREATE INDEX CONCURRENTLY
         build_seconds = time.perf_counter() - start
         engines = {state: create_engine(state_url) for state, state_url in urls.items()}
         with engines[WITHOUT].connect() as conn:

@@ -39,6 +39,7 @@ from archive import aws, bucket_config
 from archive.aws import client
 from archive.local import viewer
 from archive.local.api import LocalApi, Route, lambda_routes
+from archive.local.drain import DatastreamDrain
 from archive.local.postgres import LocalPostgres, PostgresUnavailable
 from archive.local.provision import provision_bucket, provision_queues, provision_tables
 from archive.local.sweeper import StreamHandler, TtlSweeper, describe_ttl_tables
@@ -360,8 +361,6 @@ class LocalStack:
         self.sweeper.start()
         self._exit.callback(self.sweeper.stop)
         if opts.drain_datastream:
-            from archive.local.drain import DatastreamDrain
-
             drain = DatastreamDrain(sqs, self.provisioned.datastream_queue_url)
             drain.start()
             self._exit.callback(drain.stop)

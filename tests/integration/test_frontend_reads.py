@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.sql import Select
 
-import db
+import migrations
 from bench import bench_scale
 from bench import frontend_queries as fq
 
@@ -45,7 +45,7 @@ READS: dict[str, tuple[Select, bool]] = {  # name -> (statement, has ORDER BY â€
 def populated(database_url: str) -> Iterator[str]:
     """A few thousand generated exposures (the benchmark's generator) in a scratch database at head."""
     with bench_scale.scratch_database(database_url) as url:
-        db.migrate(url)
+        migrations.upgrade(url)
         bench_scale.load_rows(url, 3000)
         yield url
 
