@@ -211,10 +211,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {obj.key}")
         return 0
     checkpoint = checkpoint_for(args, settings.bucket, settings.aws_endpoint_url or f"aws:{settings.region}")
+    done = sum(checkpoint.finished(position(o)) for o in objects) if checkpoint.resumed else 0
     if checkpoint.resumed:
-        done = sum(checkpoint.finished(position(o)) for o in objects)
         print(f"resuming from {checkpoint.path}: {done} of {len(objects)} objects already done")
-    todo = len(objects) - (sum(checkpoint.finished(position(o)) for o in objects) if checkpoint.resumed else 0)
+    todo = len(objects) - done
     started = time.monotonic()
     try:
         if args.via == "queue":

@@ -12,11 +12,14 @@ from sqlalchemy import event, select
 
 import db
 from archive import aws
+from archive.cli import build_parser
 from archive.cli.reprocess import (
     StoredObject,
+    checkpoint_for,
     describe_stop,
     list_objects,
     parse_since,
+    position,
     replay_through_handler,
     selected,
 )
@@ -187,3 +190,25 @@ def test_an_interrupted_backfill_continues_where_it_stopped_without_redoing_file
     with get_engine().connect() as conn:
         rows = conn.execute(select(db.images.c.base_filename, db.images.c.jpg_small_exists)).all()
     assert sorted(rows) == [(base, True) for base in bases]
+
+
+def test_the_command_continues_from_a_saved_checkpoint_and_removes_it_when_done(
+    aws_stack, database, tmp_path, monkeypatch, capsys
+):
+    upload_exposures(3)
+    monkeypatch.chdir(tmp_path)  # the checkpoint goes under ./.archive
+    args = build_parser().parse_args(["reprocess", "--site", "rep", "--workers", "2", "--no-progress"])
+    settings = get_settings()
+    objects = selected(list_objects(settings.bucket, "data/"), site="rep")
+    # What an interrupted run of the same command left: the headers and one more file done.
+    saved = checkpoint_for(args, settings.bucket, f"aws:{settings.region}")
+    saved.through, saved.counts = position(objects[3]), Counter(ingested=4)
+    saved.save()
+
+    assert args.func(args) == 0
+
+    out = capsys.readouterr().out
+    assert f"resuming from {saved.path}: 4 of 9 objects already done" in out
+    assert "replayed 5 objects" in out and "ingested  9" in out
+    assert uploads_logged() == Counter({o.key: 1 for o in objects[4:]})
+    assert not saved.path.exists()
