@@ -11,10 +11,22 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+# The revision before the frontend indexes (0003): the scale benchmark and the tests compare the two.
+BEFORE_FRONTEND_INDEXES = "0002_dated_by_header"
 
-def upgrade(url: str) -> None:
-    """Apply every migration (creates `images`, or adopts an existing production table)."""
+
+def _config(url: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).parent))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(cfg, "head")
+    return cfg
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Apply the migrations up to `revision` (creates `images`, or adopts an existing production table)."""
+    command.upgrade(_config(url), revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Undo the migrations after `revision` (each drops only what it added)."""
+    command.downgrade(_config(url), revision)

@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         state_dir=args.state_dir,
         fresh_database=args.fresh_database,
         max_receive_count=args.max_receive_count,
+        sweep_interval=args.sweep_interval,
+        drain_datastream=args.drain_datastream,
     )
     stop = threading.Event()
     started = threading.Event()
@@ -98,5 +100,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--max-receive-count", type=int, default=5, help="receives before the DLQ (default: 5, as deployed)"
+    )
+    parser.add_argument(
+        "--sweep-interval", type=float, default=1.0,
+        help="seconds between TTL sweeps (default: %(default)s). Each sweep scans every table in moto; for a "
+             "backfill of tens of thousands of files (a large uploads log) 60 keeps moto free for the backfill",
+    )
+    parser.add_argument(
+        "--drain-datastream", action="store_true",
+        help="consume the datastream queue as the datastreamer would (for large backfills: moto slows down as "
+             "an unread queue grows); by default its messages stay for you to read",
     )
     parser.set_defaults(func=run)

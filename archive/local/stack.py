@@ -38,6 +38,7 @@ from archive import aws, bucket_config
 from archive.aws import client
 from archive.local import viewer
 from archive.local.api import LocalApi, Route, lambda_routes
+from archive.local.drain import DatastreamDrain
 from archive.local.ports import port_is_free
 from archive.local.postgres import LocalPostgres, PostgresUnavailable
 from archive.local.provision import provision_bucket, provision_queues, provision_tables
@@ -80,6 +81,7 @@ class StackOptions:
     expire_handler: StreamHandler | None = None  # default: handlers.expire.handler
     on_delivery: Callable[[list[Delivery]], None] | None = None
     run_worker: bool = True  # False: the queue fills and a caller drives `stack.worker.poll_once()`
+    drain_datastream: bool = False  # consume the datastream queue as the datastreamer would (archive.local.drain)
     write_env_file: bool = True
     notice: Callable[[str], None] = print
     routes: list[Route] = field(default_factory=default_routes)  # served by the HTTP front
@@ -353,6 +355,10 @@ class LocalStack:
             self._exit.callback(self.worker.stop)
         self.sweeper.start()
         self._exit.callback(self.sweeper.stop)
+        if opts.drain_datastream:
+            drain = DatastreamDrain(sqs, self.provisioned.datastream_queue_url)
+            drain.start()
+            self._exit.callback(drain.stop)
 
     def _remove_env_file(self) -> None:
         with contextlib.suppress(FileNotFoundError):
