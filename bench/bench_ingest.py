@@ -126,7 +126,7 @@ def _our_ingest(base: str, text: str) -> None:
     upload = Upload("bench", f"data/{name.filename}", len(text), dt.datetime(2022, 6, 29, 4))
     header = parse_header(text)
     with transaction() as conn:
-        store_header(conn, name, header, upload, only_if_missing=False)
+        store_header(conn, name, header, upload, from_fits=False)
 
 
 def bench_throughput(url: str, texts: list[tuple[str, str]]) -> tuple[float, float]:

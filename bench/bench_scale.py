@@ -1,9 +1,9 @@
-"""The table at production size: photonranch-api's reads and our ingestion, with and without 0003.
+"""The table at production size: photonranch-api's reads and our ingestion, with and without 0004.
 
 Generates BENCH_SCALE_ROWS rows (default 1,000,000) into a scratch database of a real PostgreSQL (a
 throwaway cluster, or a database created beside DATABASE_URL's) and copies them into a second,
-identical `images` table in another schema: one table stays at migration 0002 (without the frontend
-indexes), the other goes to 0003 (built CONCURRENTLY, since it holds rows: the time is printed). Then,
+identical `images` table in another schema: one table stays at migration 0003 (without the frontend
+indexes), the other goes to 0004 (built CONCURRENTLY, since it holds rows: the time is printed). Then,
 in the same run and interleaved, so a busy moment of a shared machine lands on both alike:
 
 1. every read photonranch-api makes (bench/frontend_queries.py: the same statements through
@@ -48,7 +48,7 @@ from archive.local.postgres import LocalPostgres
 from bench import frontend_queries as fq
 from bench.bench_ingest import _header_texts
 
-WITHOUT, WITH = "images_at_0002", "images_at_0003"  # the two schemas, one `images` table each
+WITHOUT, WITH = "images_at_0003", "images_at_0004"  # the two schemas, one `images` table each
 SITES = ("sro", "mrc", "saf", "tst", "eco", "aro", "ckp", "dht", "lsc", "wmd", "mrk", "rfm")
 FILTERS = ("ip", "rp", "gp", "zs", "w", "Lum", "Ha", "O3", "S2", "up", "air")
 EXPOSURES = (1, 5, 10, 30, 60, 120, 180, 300, 600)
@@ -61,14 +61,14 @@ LATEST_N = 50  # the web app's page of latest images
 LOAD_ROWS = """
 INSERT INTO images (base_filename, data_type, site, capture_date, sort_date, right_ascension, declination,
     altitude, azimuth, filter_used, airmass, exposure_time, username, user_id, header,
-    fits_01_exists, fits_10_exists, jpg_medium_exists, jpg_small_exists, dated_by_header)
+    fits_01_exists, fits_10_exists, jpg_medium_exists, jpg_small_exists, capture_date_source)
 SELECT g.site || '-kb001ms-' || to_char(g.t, 'YYYYMMDD') || '-' || lpad(g.i::text, 8, '0'),
     g.data_type, g.site, g.t, g.t, g.ra, g.dec, g.alt, g.az, g.filter_used, g.airmass, g.exptime,
     'User ' || g.u, 'google-oauth2|' || (100000 + g.u),
     json_build_object('DATE-OBS', to_char(g.t, 'YYYY-MM-DD"T"HH24:MI:SS.MS'), 'EXPTIME', g.exptime::text,
         'FILTER', g.filter_used, 'USERID', 'google-oauth2|' || (100000 + g.u), 'SITEID', g.site,
         'OBJECT', 'M ' || (g.i % 110), 'SMARTSTK', 'no', 'SSTKNUM', 'no')::text,
-    random() < 0.8, random() < 0.9, g.jpg, g.jpg, true
+    random() < 0.8, random() < 0.9, g.jpg, g.jpg, 2
 FROM (
     SELECT i,
         (:sites)[1 + floor(power(random(), 2.2) * :n_sites)::int] AS site,
@@ -91,7 +91,7 @@ class Case:
 
     label: str
     statement: Callable[[int], Select]
-    already_indexed: bool = False  # outside the targets: served by an index before 0003
+    already_indexed: bool = False  # outside the targets: served by an index before 0004
     without: list[float] = field(default_factory=list)  # seconds, rows fetched through SQLAlchemy
     with_: list[float] = field(default_factory=list)
     server: list[float] = field(default_factory=list)  # seconds the server spent, with the indexes
@@ -323,7 +323,7 @@ def time_ingestion(urls: dict[str, str], exposures: int, texts: list[tuple[str, 
             for i in batch:
                 upload = Upload("bench", f"data/{names[i].filename}", 1, upload_time)
                 with conn.begin():
-                    store_header(conn, names[i], headers[i], upload, only_if_missing=False)
+                    store_header(conn, names[i], headers[i], upload, from_fits=False)
             middle = time.perf_counter()
             for i in batch:
                 for flags in FILE_FLAGS:
@@ -377,7 +377,7 @@ def run(server_url: str | None, rows: int, repeats_without: int, repeats_with: i
         load_seconds = load_rows(urls[WITHOUT], rows)
         copy_rows(WITHOUT, urls[WITH])
         start = time.perf_counter()
-        migrations.upgrade(urls[WITH])  # 0003 on a table with rows: CREATE INDEX CONCURRENTLY
+        migrations.upgrade(urls[WITH])  # 0004 on a table with rows: CREATE INDEX CONCURRENTLY
         build_seconds = time.perf_counter() - start
         engines = {state: create_engine(state_url) for state, state_url in urls.items()}
         with engines[WITHOUT].connect() as conn:
@@ -402,7 +402,7 @@ def report(result: ScaleResult) -> str:
     ms = 1000
     lines = [
         f"{result.rows:,} rows loaded in {result.load_seconds:.1f} s; heap {result.heap_bytes / 2**20:.0f} MiB, "
-        f"indexes {result.index_bytes_before / 2**20:.0f} MiB before 0003, {result.index_bytes_after / 2**20:.0f} MiB "
+        f"indexes {result.index_bytes_before / 2**20:.0f} MiB before 0004, {result.index_bytes_after / 2**20:.0f} MiB "
         f"after (built CONCURRENTLY in {result.build_seconds:.1f} s)",
         "",
         f"{'photonranch-api read':51s} {'rows':>5s} {'without p50':>11s} {'p95':>7s} {'with p50':>9s} {'p95':>7s}"

@@ -1,7 +1,7 @@
 """The reads photonranch-api makes on `images`, written the way its `api/db.py` writes them.
 
 photonranch-api queries the table through its own SQLAlchemy model (every column but ours,
-`dated_by_header`); these functions issue the same statements: the same filters, spelled the same
+`capture_date_source`); these functions issue the same statements: the same filters, spelled the same
 way (`jpg_medium_exists IS true` from `.is_(True)`, but `= true` from `== True` in the all-sites
 query), the same ordering and limits, and the filtered search's values as the strings a query string
 carries. The scale benchmark times them, and the migration tests check that each can be answered from
@@ -20,7 +20,7 @@ import db
 
 IMAGE = db.images.c
 # The columns photonranch-api's model maps (it selects them all, header included).
-IMAGE_COLUMNS = tuple(c for c in db.images.c if c.name != "dated_by_header")
+IMAGE_COLUMNS = tuple(c for c in db.images.c if c.name != "capture_date_source")
 
 
 def _images() -> Select:

@@ -12,7 +12,7 @@ from alembic import command
 from alembic.config import Config
 
 # The revision before the frontend indexes (0003): the scale benchmark and the tests compare the two.
-BEFORE_FRONTEND_INDEXES = "0002_dated_by_header"
+BEFORE_FRONTEND_INDEXES = "0003_capture_date_source"
 
 
 def _config(url: str) -> Config:

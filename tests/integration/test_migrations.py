@@ -16,7 +16,7 @@ import db
 import migrations
 
 _spec = importlib.util.spec_from_file_location(
-    "frontend_indexes", Path(migrations.__file__).with_name("versions") / "0003_frontend_indexes.py"
+    "frontend_indexes", Path(migrations.__file__).with_name("versions") / "0004_frontend_indexes.py"
 )
 INDEX_MIGRATION = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(INDEX_MIGRATION)
@@ -112,7 +112,7 @@ def test_adoption_refuses_duplicate_base_filenames_with_a_clear_error(scratch_da
     engine.dispose()
 
 
-# --- 0003: the indexes photonranch-api's reads need ------------------------------------------------
+# --- 0004: the indexes photonranch-api's reads need ------------------------------------------------
 
 FRONTEND_INDEXES = {name: list(columns) for name, (columns, _) in INDEX_MIGRATION.INDEXES.items()}
 BEFORE_INDEXES = migrations.BEFORE_FRONTEND_INDEXES
@@ -208,7 +208,7 @@ def test_the_index_migration_runs_again_after_an_interruption_and_rebuilds_an_in
     engine = create_engine(scratch_database, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         # As if the first run died part-way: one index missing, one left INVALID by a failed concurrent
-        # build (here a unique build over duplicate sites), and the version still before 0003.
+        # build (here a unique build over duplicate sites), and the version still before 0004.
         conn.execute(text("DROP INDEX images_capture_site_idx"))
         conn.execute(text("DROP INDEX images_site_latest_idx"))
         with pytest.raises(Exception, match="could not create unique index"):

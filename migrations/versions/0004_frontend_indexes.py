@@ -24,8 +24,8 @@ outside a transaction, so ingestion keeps writing while it builds. On an empty t
 in the migration's transaction. Running it again changes nothing; an index left INVALID by an
 interrupted concurrent build is dropped and built again. Downgrade drops exactly these indexes.
 
-Revision ID: 0003_frontend_indexes
-Revises: 0002_dated_by_header
+Revision ID: 0004_frontend_indexes
+Revises: 0003_capture_date_source
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_frontend_indexes"
-down_revision = "0002_dated_by_header"
+revision = "0004_frontend_indexes"
+down_revision = "0003_capture_date_source"
 branch_labels = None
 depends_on = None
 
