@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import math
 import warnings
+from collections.abc import Callable
 
 from archive import lazy
 from archive.aws import client
@@ -111,6 +112,16 @@ def _transposition(orientation: int) -> lazy.Image.Transpose | None:
     }.get(orientation)
 
 
+def fit_size(width: int, height: int, box_width: int, box_height: int) -> tuple[int, int]:
+    """Size of a `width`×`height` image fitted inside the box: aspect kept, never enlarged. The side
+    that limits the scale gets the box's size exactly; the other is rounded."""
+    if width <= box_width and height <= box_height:
+        return width, height
+    if width * box_height >= height * box_width:  # width limits
+        return box_width, max(1, min(box_height, round(height * box_width / width)))
+    return max(1, min(box_width, round(width * box_height / height))), box_height
+
+
 def thumbnail_size(width: int, height: int, target_height: int) -> tuple[int, int]:
     """Size of the thumbnail of a `width`×`height` image (as displayed): aspect kept, never upscaled."""
     if height <= target_height:
@@ -144,18 +155,16 @@ def to_jpeg_mode(image: lazy.Image.Image) -> lazy.Image.Image:
     return image.convert("RGB")  # RGBA, RGBa, RGBX, CMYK, YCbCr, LAB, HSV
 
 
-def make_thumbnail(data: bytes, height: int = 128, quality: int = 85, *, max_pixels: int | None = None) -> bytes:
-    """A JPEG `height` pixels high (or the image's own size if smaller) from JPEG `data`.
+def decode_jpeg(data: bytes, size_for: Callable[[int, int], tuple[int, int]], *,
+                max_pixels: int) -> lazy.Image.Image:
+    """JPEG `data` decoded to the size `size_for(width, height)` gives for its displayed size.
 
-    EXIF orientation is applied, the output is L or RGB with no metadata, and the same input always
-    gives the same bytes. `max_pixels` defaults to the `THUMBNAIL_MAX_PIXELS` setting. Raises
-    `ThumbnailError` for anything that is not a decodable JPEG within the pixel limit.
+    EXIF orientation is applied and the result is L or RGB with no metadata. Decoding is scaled down by
+    libjpeg (draft) as far as the target allows.
+
+    Raises:
+        ThumbnailError: not a JPEG, one that cannot be decoded, or more pixels than `max_pixels`.
     """
-    if height < 1:
-        raise ValueError(f"thumbnail height must be positive, got {height}")
-    if max_pixels is None:
-
-        max_pixels = get_settings().thumbnail_max_pixels
     image = _open_jpeg(data)
     width, source_height = image.size
     if width * source_height > max_pixels:
@@ -168,7 +177,7 @@ def make_thumbnail(data: bytes, height: int = 128, quality: int = 85, *, max_pix
     transpose = _transposition(orientation)
     swapped = orientation >= 5  # orientations 5-8 turn the image a quarter: width and height trade places
     shown = (source_height, width) if swapped else (width, source_height)
-    out_w, out_h = thumbnail_size(*shown, height)
+    out_w, out_h = size_for(*shown)
     target = (out_h, out_w) if swapped else (out_w, out_h)  # in the stored (unrotated) frame
 
     # The mode stays as stored: asking draft for "L" would turn a colour image grey.
@@ -184,9 +193,29 @@ def make_thumbnail(data: bytes, height: int = 128, quality: int = 85, *, max_pix
     if transpose is not None:
         image = image.transpose(transpose)
     image.info = {}  # Pillow would otherwise carry a JPEG comment over into the output
+    return image
+
+
+def encode_jpeg(image: lazy.Image.Image, quality: int) -> bytes:
+    """Baseline JPEG with optimised Huffman tables and no metadata: the same image, the same bytes."""
     out = io.BytesIO()
     image.save(out, "JPEG", quality=quality, optimize=True)
     return out.getvalue()
+
+
+def make_thumbnail(data: bytes, height: int = 128, quality: int = 85, *, max_pixels: int | None = None) -> bytes:
+    """A JPEG `height` pixels high (or the image's own size if smaller) from JPEG `data`.
+
+    EXIF orientation is applied, the output is L or RGB with no metadata, and the same input always
+    gives the same bytes. `max_pixels` defaults to the `THUMBNAIL_MAX_PIXELS` setting. Raises
+    `ThumbnailError` for anything that is not a decodable JPEG within the pixel limit.
+    """
+    if height < 1:
+        raise ValueError(f"thumbnail height must be positive, got {height}")
+    if max_pixels is None:
+        max_pixels = get_settings().thumbnail_max_pixels
+    image = decode_jpeg(data, lambda w, h: thumbnail_size(w, h, height), max_pixels=max_pixels)
+    return encode_jpeg(image, quality)
 
 
 def write_thumbnail(bucket: str, medium_key: str, thumbnail_key: str) -> int:
