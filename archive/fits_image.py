@@ -316,17 +316,18 @@ def _fz_bands(data: bytes, factor_for: Callable[[int, int], int], max_pixels: in
     return Layout(width, height), factor, bands()
 
 
-def _bz2_chunks(data: bytes) -> Iterator[bytes]:
+def _bz2_chunks(data: bytes, workers: int | None) -> Iterator[bytes]:
     try:
-        yield from decompress(data)
+        yield from decompress(data, workers)
     except Bz2Error as exc:
         raise Unrenderable(str(exc)) from exc
 
 
 def reduce_fits(body: BinaryIO, ext: str, target_for: Callable[[int, int], tuple[int, int]], *,
-                max_pixels: int, header_limit: int) -> Reduced:
+                max_pixels: int, header_limit: int, bz2_workers: int | None = None) -> Reduced:
     """Read the FITS object `body` (extension `ext`: fits, fits.bz2, fits.fz) and reduce it so that it
-    is at least `target_for(width, height)` pixels."""
+    is at least `target_for(width, height)` pixels. `bz2_workers` threads decode bzip2 (default: one
+    per CPU)."""
 
     def factor_for(width: int, height: int) -> int:
         return reduction_factor(width, height, target_for(width, height))
@@ -334,7 +335,7 @@ def reduce_fits(body: BinaryIO, ext: str, target_for: Callable[[int, int], tuple
     if ext == "fits.fz":
         layout, factor, bands = _fz_bands(body.read(), factor_for, max_pixels)
     else:
-        reader = ByteReader(_bz2_chunks(body.read()) if ext == "fits.bz2" else _chunks(body))
+        reader = ByteReader(_bz2_chunks(body.read(), bz2_workers) if ext == "fits.bz2" else _chunks(body))
         layout = find_image(reader, header_limit, max_pixels)
         factor = factor_for(layout.width, layout.height)
         bands = stream_bands(reader, layout, factor)

@@ -76,7 +76,8 @@ def jpg_picture(data: bytes, params: RenderParams, max_pixels: int) -> lazy.Imag
 
 
 def draw_label(picture: lazy.Image.Image, text: str) -> lazy.Image.Image:
-    """`text` in the lower-left corner, white on a dark outline, as large as fits (7-48 px)."""
+    """`text` in the lower-left corner, white on a dark outline, as large as fits (7-48 px); a label
+    too long even at 7 px is cut short with an ellipsis."""
     if not text:
         return picture
     width, height = picture.size
@@ -85,10 +86,15 @@ def draw_label(picture: lazy.Image.Image, text: str) -> lazy.Image.Image:
     while True:
         font = lazy.ImageFont.load_default(size=size)
         margin, stroke = max(2, size // 5), max(1, size // 12)
-        left, top, right, bottom = draw.textbbox((0, 0), text, font=font, stroke_width=stroke)
-        if right - left <= width - 2 * margin or size <= LABEL_MIN_PX:
+        left, _, right, bottom = draw.textbbox((0, 0), text, font=font, stroke_width=stroke)
+        fits = right - left <= width - 2 * margin
+        if fits or size <= LABEL_MIN_PX:
             break
         size -= 1
+    while not fits and len(text) > 1:
+        text = text[:-2] + "…" if len(text) > 2 else text[:1]
+        left, _, right, bottom = draw.textbbox((0, 0), text, font=font, stroke_width=stroke)
+        fits = right - left <= width - 2 * margin
     white = 255 if picture.mode == "L" else (255, 255, 255)
     black = 0 if picture.mode == "L" else (0, 0, 0)
     draw.text((margin - left, height - margin - bottom), text, font=font, fill=white, stroke_width=stroke,
