@@ -4,8 +4,9 @@
    200×200: ours (archive.fits_image + archive.render_image: banded float32 reduction, zscale) against a
    baseline written the way LCO's fits2image works (whole frame read with astropy, converted to float64,
    median black point and zscale white point from ~2000 strided samples, gamma, Pillow resize). Each runs
-   in a fresh process, so its peak RSS (what a Lambda's memory must hold) is its own; times are the
-   median of repeats inside that process, after a warm-up. Targets: ≥ 3× faster, ≤ 0.5× peak memory.
+   in a fresh process, so its peak RSS (what a Lambda's memory must hold) is its own; times are the best
+   of repeats inside that process after a warm-up (the least disturbed by whatever else the machine
+   runs; the same rule on both sides). Targets: ≥ 3× faster, ≤ 0.5× peak memory.
    `.fits.bz2` is also timed with one decoding thread, to show what the block-parallel bzip2 adds.
 2. Cache hit: `render_request` for a picture already in the (moto, in-process) bucket, against the first
    request that rendered it.
@@ -35,7 +36,7 @@ import numpy as np
 SIZE = 4096
 BOX = (200, 200)
 QUALITY = 80
-REPEATS = 3
+REPEATS = 5
 SPEED_TARGET = 3.0
 MEMORY_TARGET = 0.5
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,8 +126,16 @@ def worker(name: str, ext: str, path: str, repeats: int) -> None:
         started = time.perf_counter()
         render(Path(path), ext)
         times.append(time.perf_counter() - started)
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": statistics.median(times), "peak_mib": peak_kib / 1024}))
+    print(json.dumps({"seconds": min(times), "peak_mib": peak_rss_mib()}))
+
+
+def peak_rss_mib() -> float:
+    """This process's own high-water mark (VmHWM). Not getrusage's ru_maxrss: across exec that keeps the
+    parent's peak, and the parent holds the 4k test frames."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(name: str, ext: str, path: Path) -> dict[str, float]:
@@ -138,7 +147,7 @@ def measure(name: str, ext: str, path: Path) -> dict[str, float]:
 
 
 def bench_fits(paths: dict[str, Path]) -> None:
-    print(f"{SIZE}×{SIZE} 16-bit frame -> {BOX[0]}×{BOX[1]} JPEG (median of {REPEATS}, fresh process each):")
+    print(f"{SIZE}×{SIZE} 16-bit frame -> {BOX[0]}×{BOX[1]} JPEG (best of {REPEATS}, fresh process each):")
     for ext in ("fits.fz", "fits.bz2"):
         size_mb = paths[ext].stat().st_size / 1e6
         base = measure("fits2image", ext, paths[ext])

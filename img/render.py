@@ -68,7 +68,7 @@ def main() -> None:
     panels = [
         (as_is(grey), "the FITS data, min to max", "tst-kb001ms-…-EX00.fits.bz2, 1536 x 1024"),
         (render([grey], RenderParams(width=PANEL, height=PANEL, label="M 42  rp  60 s")),
-         "GET /thumbnails/{base}", "?width=360&label=M 42 rp 60 s   (zscale)"),
+         "GET /thumbnails/{base}", "width=360, label=M 42 rp 60 s, zscale"),
         (render([frame(FILTER_BANDS[f], seed=i) for i, f in enumerate(("rp", "gp", "B"))],
                 RenderParams(width=PANEL, height=PANEL, color=True)),
          "GET /thumbnails/{base}?color=true", "red, green, blue: rp, gp, B of one smart stack"),

@@ -11,7 +11,7 @@ import pytest
 from astropy.io import fits
 
 from archive import fits_image
-from archive.fits_image import BlockMeans, reduce_fits, reduction_factor
+from archive.fits_image import BlockMeans, Layout, reduce_fits, reduction_factor
 from archive.render_params import TooLarge, Unrenderable
 
 BUDGET = dict(max_pixels=10**8, header_limit=2880 * 100)
@@ -150,7 +150,7 @@ def test_band_boundaries_do_not_change_the_means(monkeypatch):
     expected = reduce(containers(data)["fits"], "fits", (10, 10)).data
     monkeypatch.setattr(fits_image, "BAND_BYTES", 1)  # the smallest band: one block of 5 rows
     np.testing.assert_array_equal(reduce(containers(data)["fits"], "fits", (10, 10)).data, expected)
-    means = BlockMeans(53, 97, 5)
+    means = BlockMeans(Layout(53, 97), 5)
     for start in range(0, 97, 7):  # bands that do not line up with blocks
         means.add(data[start:start + 7])
     np.testing.assert_allclose(means.result(), expected, rtol=1e-6)
