@@ -35,6 +35,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from archive import lazy, render_image
 from archive.aws import client, is_missing_object
 from archive.database import DatabaseConfigError, is_database_outage
+from archive.filenames import ParsedName
 from archive.fits_image import reduce_fits
 from archive.presign import presigned_get
 from archive.render_params import (
@@ -108,26 +109,28 @@ def upstream_errors() -> Iterator[None]:
         raise UpstreamFailed(f"database unavailable: {type(exc).__name__}") from exc
 
 
-def find_sources(bucket: str, base_filename: str, pinned_name: object, params: RenderParams,
+def colour_sources(bucket: str, base_filename: str, params: RenderParams) -> tuple[SourceRef, ...]:
+    """The red, green and blue frames' FITS files: named by r/g/b, or matched by smart stack and filter."""
+    names = dict(zip(COLOURS, params.channels, strict=True)) if params.channels else matched_frames(base_filename)
+    kinds = (params.source,) if params.source in ("small", "large") else ("small", "large")
+    refs = []
+    for colour, name in names.items():
+        files = list_files(bucket, name)
+        ref = next((r for r in (pick(files, kind) for kind in kinds) if r is not None), None)
+        if ref is None:
+            raise NotFound(f"the {colour} frame {name} has no {' or '.join(kinds)} FITS file",
+                           missing=colour, base_filename=name)
+        refs.append(ref)
+    return tuple(refs)
+
+
+def find_sources(bucket: str, base_filename: str, pinned_name: ParsedName | None, params: RenderParams,
                  settings: Settings) -> tuple[tuple[SourceRef, ...], bool]:
-    """(the objects to read — one, or red/green/blue — and whether they are FITS)."""
+    """(the objects to read — one, or red/green/blue — and whether they are FITS), within the byte budget."""
     if params.color:
-        if params.channels:
-            names = dict(zip(COLOURS, params.channels, strict=True))
-        else:
-            names = matched_frames(base_filename)
-        refs = []
-        for colour, name in names.items():
-            files = list_files(bucket, parse_target(name)[0])
-            kinds = (params.source,) if params.source in ("small", "large") else ("small", "large")
-            ref = next((r for r in map(lambda kind: pick(files, kind), kinds) if r is not None), None)
-            if ref is None:
-                raise NotFound(f"the {colour} frame {name} has no {' or '.join(kinds)} FITS file",
-                               missing=colour, base_filename=name)
-            refs.append(ref)
-        sources, is_fits = tuple(refs), True
+        sources, is_fits = colour_sources(bucket, base_filename, params), True
     elif pinned_name is not None:
-        ref, is_fits = pinned(bucket, pinned_name, params)  # type: ignore[arg-type]
+        ref, is_fits = pinned(bucket, pinned_name, params)
         sources = (ref,)
     else:
         files = list_files(bucket, base_filename)
