@@ -87,7 +87,7 @@ SMOKE_DIR ?= /tmp/photonranch-archive-smoke
 package-smoke: venv
 	@test -n "$(PY312)" || { echo "make package-smoke: no Python 3.12 found; set PY312=/path/to/python3.12" >&2; exit 1; }
 	npm ci --no-audit --no-fund
-	rm -rf $(SMOKE_DIR)/package $(SMOKE_DIR)/Ingest* $(SMOKE_DIR)/Expire*
+	rm -rf $(SMOKE_DIR)/package $(SMOKE_DIR)/Ingest* $(SMOKE_DIR)/Expire* $(SMOKE_DIR)/Render*
 	$(OFFLINE_AWS) ARCHIVE_PYTHON=$(PY312) npx --no-install serverless package --stage dev \
 		--param=architecture=x86_64 --package $(SMOKE_DIR)/package
 	$(PY312) deploy/smoke_import.py $(SMOKE_DIR)/package $(SMOKE_DIR)

@@ -313,3 +313,18 @@ def site_summaries(conn: Connection) -> list[dict[str, Any]]:
         .order_by(images.c.site)
     )
     return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def rows_with_header_text(
+    conn: Connection, *, site: str, captured_from: dt.datetime, captured_to: dt.datetime, text: str
+) -> list[dict[str, Any]]:
+    """Rows of one site captured in a window whose header JSON contains `text` (a LIKE, escaped), e.g.
+    `"SMARTSTK": "tst00000042"`. The caller checks the parsed header: this only narrows the search."""
+    stmt = (
+        select(images.c.base_filename, images.c.filter_used, images.c.header)
+        .where(images.c.site == site)
+        .where(images.c.capture_date.between(captured_from, captured_to))
+        .where(images.c.header.contains(text, autoescape=True))
+        .order_by(images.c.base_filename)
+    )
+    return [dict(row) for row in conn.execute(stmt).mappings()]

@@ -48,6 +48,8 @@ def _session() -> Any:
 @cache
 def _client(service: str, region: str, endpoint_url: str | None) -> Any:
     config = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5, read_timeout=30)
+    if service == "s3":  # presigned links in SigV4 (botocore would sign them with the legacy V2 in us-east-1)
+        config = config.merge(Config(signature_version="s3v4"))
     return _session().client(service, region_name=region, endpoint_url=endpoint_url, config=config)
 
 
@@ -55,6 +57,12 @@ def client(service: str) -> Any:
     """A cached boto3 client for `service`, configured from settings."""
     settings = get_settings()
     return _client(service, settings.region, settings.aws_endpoint_url)
+
+
+def credentials() -> Any:
+    """The credentials the clients sign with (botocore's object: `.token`, and `_expiry_time` when
+    they are refreshable), or None when none were found."""
+    return _session().get_credentials()
 
 
 def clear_clients() -> None:

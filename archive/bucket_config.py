@@ -27,6 +27,7 @@ from archive.aws import client
 OWNER = "photonranch-archive-"
 NOTIFIED_PREFIXES = ("data/", "info-images/", "allsky/")
 NOTIFIED_EVENTS = ["s3:ObjectCreated:*"]
+THUMBNAIL_CACHE_DAYS = 30
 NOTIFICATION_KINDS = ("QueueConfigurations", "TopicConfigurations", "LambdaFunctionConfigurations")
 
 LIFECYCLE_RULES: list[dict[str, Any]] = [
@@ -47,6 +48,13 @@ LIFECYCLE_RULES: list[dict[str, Any]] = [
         "Filter": {"Prefix": "downloads/"},
         "Status": "Enabled",
         "Expiration": {"Days": 2},
+    },
+    # The image API's cache (archive/render.py): anything expired is rendered again on the next request.
+    {
+        "ID": f"{OWNER}thumbnails-expire",
+        "Filter": {"Prefix": "thumbnails/"},
+        "Status": "Enabled",
+        "Expiration": {"Days": THUMBNAIL_CACHE_DAYS},
     },
 ]
 

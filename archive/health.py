@@ -26,6 +26,7 @@ from sqlalchemy import text
 
 from archive.aws import client
 from archive.database import get_engine
+from archive.queues import queue_attributes
 from archive.settings import get_settings
 
 DEADLINE_SECONDS = 5.0
@@ -59,25 +60,19 @@ def check_bucket() -> tuple[str, dict[str, Any]]:
     return f"s3://{bucket} reachable", {}
 
 
-def _queue_attributes(queue_name: str, *names: str) -> dict[str, str]:
-    sqs = client("sqs")
-    url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
-    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(names))["Attributes"]
-
-
 def check_ingest_queue() -> tuple[str, dict[str, Any]]:
     name = get_settings().ingest_queue_name
-    depth = int(_queue_attributes(name, "ApproximateNumberOfMessages")["ApproximateNumberOfMessages"])
+    depth = int(queue_attributes(name, "ApproximateNumberOfMessages")["ApproximateNumberOfMessages"])
     return f"{name}: {depth} waiting", {"depth": depth}
 
 
 def check_dead_letters() -> tuple[str, dict[str, Any]]:
     settings = get_settings()
-    redrive = _queue_attributes(settings.ingest_queue_name, "RedrivePolicy").get("RedrivePolicy")
+    redrive = queue_attributes(settings.ingest_queue_name, "RedrivePolicy").get("RedrivePolicy")
     if not redrive:
         raise NotReady(f"{settings.ingest_queue_name} has no dead-letter queue (no redrive policy)")
     dlq_name = json.loads(redrive)["deadLetterTargetArn"].rsplit(":", 1)[-1]
-    depth = int(_queue_attributes(dlq_name, "ApproximateNumberOfMessages")["ApproximateNumberOfMessages"])
+    depth = int(queue_attributes(dlq_name, "ApproximateNumberOfMessages")["ApproximateNumberOfMessages"])
     limit = settings.ready_max_dead_letters
     if depth > limit:
         raise NotReady(f"{dlq_name}: {depth} dead letters (more than {limit}); see the redrive steps in "

@@ -10,19 +10,21 @@ from archive.aws import client
 from archive.settings import get_settings
 
 
+def queue_attributes(name: str, *attributes: str) -> dict[str, str]:
+    """Some attributes of the queue called `name` (botocore errors as raised)."""
+    sqs = client("sqs")
+    url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    return dict(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(attributes))["Attributes"])
+
+
 def queue_depths() -> list[tuple[str, str, str, str]]:
     """(name, waiting, in flight, error) per queue; a queue that cannot be read says why in `error`."""
     settings = get_settings()
-    sqs = client("sqs")
     names = [settings.ingest_queue_name, f"{settings.ingest_queue_name}-dlq", settings.datastream_queue_name]
     rows = []
     for name in names:
         try:
-            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-            attrs = sqs.get_queue_attributes(
-                QueueUrl=url,
-                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-            )["Attributes"]
+            attrs = queue_attributes(name, "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
         except Exception as exc:  # noqa: BLE001 - one missing queue must not hide the others
             rows.append((name, "-", "-", type(exc).__name__))
             continue

@@ -64,6 +64,12 @@ class Settings:
     # thumbnail_max_bytes) and the process, a thumbnail stays under 300 MiB.
     thumbnail_max_decode_bytes: int = 128 * 1024 * 1024
     fits_header_max_bytes: int = 2_880 * 400
+    # Image API (archive/render.py): lifetime asked of presigned links, the lifetime assumed for temporary
+    # credentials that do not say when they expire (Lambda's), and the budgets a source must fit.
+    render_url_seconds: int = 3600
+    render_assumed_credential_seconds: int = 900
+    render_max_pixels: int = 100_000_000
+    render_max_source_bytes: int = 512 * 1024 * 1024
     # /health/ready fails when the ingest dead-letter queue holds more messages than this.
     ready_max_dead_letters: int = 0
     log_level: str = "INFO"
@@ -103,6 +109,10 @@ _INTEGER = {
     "thumbnail_max_decode_bytes": "THUMBNAIL_MAX_DECODE_BYTES",
     "fits_header_max_bytes": "FITS_HEADER_MAX_BYTES",
     "ready_max_dead_letters": "READY_MAX_DEAD_LETTERS",
+    "render_url_seconds": "RENDER_URL_SECONDS",
+    "render_assumed_credential_seconds": "RENDER_ASSUMED_CREDENTIAL_SECONDS",
+    "render_max_pixels": "RENDER_MAX_PIXELS",
+    "render_max_source_bytes": "RENDER_MAX_SOURCE_BYTES",
 }
 # Names that embed the stage when not set explicitly.
 _PER_STAGE = {

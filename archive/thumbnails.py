@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import math
 import warnings
+from collections.abc import Callable
 
 from botocore.exceptions import ClientError
 
@@ -33,6 +34,8 @@ from archive.errors import PermanentError
 from archive.jpeg_layout import JpegLayout, JpegLayoutError, decode_bytes, draft_scale, read_layout
 from archive.settings import get_settings
 from archive.uploads_log import FAILED, REJECTED
+
+SizeFor = Callable[[int, int], tuple[int, int]]  # displayed (width, height) -> output (width, height)
 
 # Decode at no less than this multiple of the target size, then Lanczos-resample to it. libvips keeps 2;
 # 1.75 lets a 3000×2000 frame decode at 1/8 (exact 8×8 block means, 375×250) instead of 1/4, which is
@@ -113,7 +116,7 @@ def _open_jpeg(data: bytes) -> lazy.Image.Image:
         raise ThumbnailError(FAILED, f"unreadable JPEG header: {exc or type(exc).__name__}") from exc
 
 
-def _check_limits(layout: JpegLayout, height: int, max_pixels: int, max_decode_bytes: int) -> None:
+def _check_limits(layout: JpegLayout, size_for: SizeFor, max_pixels: int, max_decode_bytes: int) -> None:
     """Refuse, before decoding, a JPEG with too many pixels or one whose decoding needs too much memory.
 
     The draft scale depends on the EXIF orientation, which only Pillow reads; both orientations are
@@ -126,7 +129,7 @@ def _check_limits(layout: JpegLayout, height: int, max_pixels: int, max_decode_b
             f"{width}×{source_height} = {width * source_height} pixels is over the limit of {max_pixels} "
             "(a decompression bomb?)",
         )
-    need = max(decode_bytes(layout, draft_scale(layout, _draft_request(layout.width, layout.height, height, turned)))
+    need = max(decode_bytes(layout, draft_scale(layout, _draft_request(layout.width, layout.height, size_for, turned)))
                for turned in (False, True))
     if need > max_decode_bytes:
         kind = "progressive" if layout.progressive else "multi-scan" if layout.buffers_coefficients else "single-scan"
@@ -141,16 +144,16 @@ def _check_limits(layout: JpegLayout, height: int, max_pixels: int, max_decode_b
         )
 
 
-def _draft_request(width: int, height: int, target_height: int, turned: bool) -> tuple[int, int]:
+def _draft_request(width: int, height: int, size_for: SizeFor, turned: bool) -> tuple[int, int]:
     """The size asked of the decoder (stored frame): the target with DRAFT_MARGIN to spare."""
-    target = _target(width, height, target_height, turned)
+    target = _target(width, height, size_for, turned)
     return math.ceil(target[0] * DRAFT_MARGIN), math.ceil(target[1] * DRAFT_MARGIN)
 
 
-def _target(width: int, height: int, target_height: int, turned: bool) -> tuple[int, int]:
-    """The thumbnail's size in the stored (unrotated) frame; `turned` for EXIF orientations 5-8."""
+def _target(width: int, height: int, size_for: SizeFor, turned: bool) -> tuple[int, int]:
+    """The output's size in the stored (unrotated) frame; `turned` for EXIF orientations 5-8."""
     shown = (height, width) if turned else (width, height)
-    out_w, out_h = thumbnail_size(*shown, target_height)
+    out_w, out_h = size_for(*shown)
     return (out_h, out_w) if turned else (out_w, out_h)
 
 
@@ -175,6 +178,16 @@ def _transposition(orientation: int) -> lazy.Image.Transpose | None:
         7: lazy.Image.Transpose.TRANSVERSE,
         8: lazy.Image.Transpose.ROTATE_90,
     }.get(orientation)
+
+
+def fit_size(width: int, height: int, box_width: int, box_height: int) -> tuple[int, int]:
+    """Size of a `width`×`height` image fitted inside the box: aspect kept, never enlarged. The side
+    that limits the scale gets the box's size exactly; the other is rounded."""
+    if width <= box_width and height <= box_height:
+        return width, height
+    if width * box_height >= height * box_width:  # width limits
+        return box_width, max(1, min(box_height, round(height * box_width / width)))
+    return max(1, min(box_width, round(width * box_height / height))), box_height
 
 
 def thumbnail_size(width: int, height: int, target_height: int) -> tuple[int, int]:
@@ -210,28 +223,23 @@ def to_jpeg_mode(image: lazy.Image.Image) -> lazy.Image.Image:
     return image.convert("RGB")  # RGBA, RGBa, RGBX, CMYK, YCbCr, LAB, HSV
 
 
-def make_thumbnail(
-    data: bytes,
-    height: int = 128,
-    quality: int = 85,
-    *,
-    max_pixels: int | None = None,
-    max_decode_bytes: int | None = None,
-) -> bytes:
-    """A JPEG `height` pixels high (or the image's own size if smaller) from JPEG `data`.
+def decode_jpeg(
+    data: bytes, size_for: SizeFor, *, max_pixels: int | None = None, max_decode_bytes: int | None = None
+) -> lazy.Image.Image:
+    """JPEG `data` decoded to the size `size_for(width, height)` gives for its displayed size.
 
-    EXIF orientation is applied, the output is L or RGB with no metadata, and the same input always
-    gives the same bytes. `max_pixels` and `max_decode_bytes` default to the `THUMBNAIL_MAX_PIXELS`
-    and `THUMBNAIL_MAX_DECODE_BYTES` settings. Raises `ThumbnailError` for anything that is not a
-    decodable JPEG within those limits.
+    EXIF orientation is applied and the result is L or RGB with no metadata. Decoding is scaled down by
+    libjpeg (draft) as far as the target allows; the limits (default: the THUMBNAIL_MAX_PIXELS and
+    THUMBNAIL_MAX_DECODE_BYTES settings) are checked on the frame headers before any pixel is decoded.
+
+    Raises:
+        ThumbnailError: not a JPEG, one that cannot be decoded, or over the pixel or memory limit.
     """
-    if height < 1:
-        raise ValueError(f"thumbnail height must be positive, got {height}")
     settings = get_settings()
     layout = _layout(data)
     _check_limits(
         layout,
-        height,
+        size_for,
         settings.thumbnail_max_pixels if max_pixels is None else max_pixels,
         settings.thumbnail_max_decode_bytes if max_decode_bytes is None else max_decode_bytes,
     )
@@ -242,10 +250,10 @@ def make_thumbnail(
     orientation = _orientation(image)
     transpose = _transposition(orientation)
     turned = orientation >= 5  # orientations 5-8 turn the image a quarter: width and height trade places
-    target = _target(width, source_height, height, turned)
+    target = _target(width, source_height, size_for, turned)
 
     # The mode stays as stored: asking draft for "L" would turn a colour image grey.
-    drafted = image.draft(image.mode, _draft_request(width, source_height, height, turned))
+    drafted = image.draft(image.mode, _draft_request(width, source_height, size_for, turned))
     box = drafted[1] if drafted else None
     try:
         image.load()
@@ -257,9 +265,36 @@ def make_thumbnail(
     if transpose is not None:
         image = image.transpose(transpose)
     image.info = {}  # Pillow would otherwise carry a JPEG comment over into the output
+    return image
+
+
+def encode_jpeg(image: lazy.Image.Image, quality: int) -> bytes:
+    """Baseline JPEG with optimised Huffman tables and no metadata: the same image, the same bytes."""
     out = io.BytesIO()
     image.save(out, "JPEG", quality=quality, optimize=True)
     return out.getvalue()
+
+
+def make_thumbnail(
+    data: bytes,
+    height: int = 128,
+    quality: int = 85,
+    *,
+    max_pixels: int | None = None,
+    max_decode_bytes: int | None = None,
+) -> bytes:
+    """A JPEG `height` pixels high (or the image's own size if smaller) from JPEG `data`.
+
+    EXIF orientation is applied, the output is L or RGB with no metadata, and the same input always
+    gives the same bytes. Raises `ThumbnailError` for anything that is not a decodable JPEG within the
+    limits (see `decode_jpeg`).
+    """
+    if height < 1:
+        raise ValueError(f"thumbnail height must be positive, got {height}")
+    image = decode_jpeg(
+        data, lambda w, h: thumbnail_size(w, h, height), max_pixels=max_pixels, max_decode_bytes=max_decode_bytes
+    )
+    return encode_jpeg(image, quality)
 
 
 def write_thumbnail(bucket: str, medium_key: str, thumbnail_key: str) -> int:

@@ -11,7 +11,9 @@ Why this step exists:
   25 MB that the host `strip` cannot read, so we strip them with llvm-strip when it exists, except the
   objects auditwheel patched (those stop loading once stripped).
 - One requirements install serves every function; a function that never imports a distribution has it
-  removed from its own zip (listed in serverless.yml, removed by the files its RECORD names).
+  removed from its own zip (listed in serverless.yml, removed by the files its RECORD names), and
+  subpackages it never imports can be pruned by path (the image API uses astropy.io.fits, not astropy's
+  coordinates or modelling: that keeps it under its size budget).
 - Third-party packages may ship as bytecode only (`--sourceless`) to stay within the size budget; our
   own code always keeps its source beside its bytecode, for readable tracebacks.
 
@@ -19,7 +21,7 @@ Two steps, both run by deploy/package-plugin.js:
 
     finish_artifacts.py requirements DIR [--sourceless]       the installed dependencies, before they are
                                                               copied into the zips (so copying is cheaper)
-    finish_artifacts.py zip ZIP [--drop DIST]... [--max-unzipped-mib N]
+    finish_artifacts.py zip ZIP [--drop DIST]... [--prune PATH]... [--max-unzipped-mib N]
                                                               each function's zip once they are in it
 """
 
@@ -95,6 +97,23 @@ def drop_distributions(root: Path, names: list[str]) -> None:
     for directory in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
         if not any(directory.iterdir()):
             directory.rmdir()
+
+
+def prune_paths(root: Path, paths: list[str]) -> int:
+    """Remove subpackages (directories) or files a function never imports, e.g. astropy's coordinates
+    when only astropy.io.fits is used; returns how many were removed. A path that does not exist fails
+    loudly: a stale list in serverless.yml must not pass unnoticed."""
+    for relative in paths:
+        target = (root / relative).resolve()
+        if not target.is_relative_to(root) or target == root:
+            raise SystemExit(f"--prune {relative}: not a path inside the package")
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.is_file():
+            target.unlink()
+        else:
+            raise SystemExit(f"--prune {relative}: no such path in the package (is serverless.yml stale?)")
+    return len(paths)
 
 
 def elf_machine(path: Path) -> str | None:
@@ -241,19 +260,21 @@ def finish_requirements(directory: Path, sourceless: bool) -> int:
     return 0
 
 
-def finish_zip(zip_path: Path, drop: list[str], max_unzipped_mib: float) -> int:
+def finish_zip(zip_path: Path, drop: list[str], max_unzipped_mib: float, prune: list[str] | None = None) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="finish-artifact-") as tmp:
         root = Path(tmp).resolve()
         extract(zip_path, root)
         drop_distributions(root, drop)
+        pruned = prune_paths(root, prune or [])
         compiled = compile_own_code(root)
         size, count = tree_size(root)
         write_zip(root, zip_path)
     mib = size / 2**20
     print(
         f"{zip_path.name}: {mib:.1f} MiB unzipped, {count} files, {zip_path.stat().st_size / 2**20:.1f} MiB zipped;"
-        f" {compiled} own modules compiled; {len(drop)} distributions dropped ({time.monotonic() - started:.1f} s)"
+        f" {compiled} own modules compiled; {len(drop)} distributions dropped, {pruned} paths pruned"
+        f" ({time.monotonic() - started:.1f} s)"
     )
     limit = min(max_unzipped_mib, LAMBDA_LIMIT_MIB)
     if mib > limit:
@@ -273,11 +294,13 @@ def main(argv: list[str] | None = None) -> int:
     archive.add_argument("zip", type=Path)
     archive.add_argument("--drop", action="append", default=[], metavar="DIST")
     archive.add_argument("--max-unzipped-mib", type=float, default=LAMBDA_LIMIT_MIB)
+    archive.add_argument("--prune", action="append", default=[], metavar="PATH",
+                         help="a directory or file inside the zip to remove (a subpackage never imported)")
     args = parser.parse_args(argv)
     check_runtime()
     if args.step == "requirements":
         return finish_requirements(args.directory, args.sourceless)
-    return finish_zip(args.zip, args.drop, args.max_unzipped_mib)
+    return finish_zip(args.zip, args.drop, args.max_unzipped_mib, args.prune)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,9 @@ class PackagePlugin {
       if (!artifact) continue;
       const own = perFunction[name] || {};
       const args = ['zip', path.resolve(this.serverless.serviceDir, artifact)];
-      for (const dist of own.drop || []) args.push('--drop', dist);
+      // Entries may be lists themselves (a shared list referenced with ${self:...}).
+      for (const dist of (own.drop || []).flat()) args.push('--drop', dist);
+      for (const relative of own.prune || []) args.push('--prune', relative);
       if (own.maxUnzippedMiB) args.push('--max-unzipped-mib', String(own.maxUnzippedMiB));
       this.run(args, `the ${name} package`);
     }

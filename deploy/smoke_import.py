@@ -7,7 +7,8 @@ pruned from a function that needs it, bytecode the runtime's Python cannot use.
 
 Each function runs in a fresh `python3.12 -S` (no site-packages: only the zip, the standard library, and
 boto3 standing in for the runtime's copy), with the function's environment from the template. Besides the
-handler module, the modules our code imports lazily (inside functions) are imported too.
+handler module, the modules our code imports lazily (inside functions) are imported too, and for the
+image API a tile-compressed FITS is rendered with a label (EXERCISES), so a missing compiled part shows.
 
 Usage: smoke_import.py PACKAGE_DIR WORK_DIR [--runs N]
 """
@@ -33,6 +34,29 @@ LAZY_IMPORTS = {
         "archive.thumbnails", "aws_lambda_powertools.metrics",
     ],
     "handlers.expire": ["db", "sqlalchemy.dialects.postgresql", "psycopg2"],
+    "handlers.render": [
+        "db", "sqlalchemy.dialects.postgresql", "psycopg2", "numpy", "astropy.io.fits", "PIL.Image",
+        "PIL.ImageDraw", "PIL.ImageFont", "PIL.JpegImagePlugin",
+    ],
+}
+
+# Run after the imports, from the zip: work the lazily loaded libraries do in the function (a
+# tile-compressed FITS rendered with a label needs astropy's decompressor, numpy and Pillow's FreeType).
+EXERCISES = {
+    "handlers.render": (
+        "import io\n"
+        "from archive import lazy\n"
+        "from archive.fits_image import reduce_fits\n"
+        "from archive.render_image import finish, fits_picture\n"
+        "from archive.render_params import parse_params\n"
+        "buf = io.BytesIO()\n"
+        "pixels = lazy.np.arange(4096, dtype=lazy.np.int16).reshape(64, 64)\n"
+        "lazy.fits.HDUList([lazy.fits.PrimaryHDU(), lazy.fits.CompImageHDU(pixels)]).writeto(buf)\n"
+        "params = parse_params({'width': '32', 'label': 'smoke'})\n"
+        "frame = reduce_fits(io.BytesIO(buf.getvalue()), 'fits.fz', lambda w, h: (32, 32), max_pixels=10**6,"
+        " header_limit=10**6)\n"
+        "assert finish(fits_picture([frame], params), params)[:2] == b'\\xff\\xd8'\n"
+    ),
 }
 
 PROBE = """
@@ -43,6 +67,7 @@ importlib.import_module({module!r})
 handler_s = time.perf_counter() - started
 for name in {lazy!r}:
     importlib.import_module(name)
+exec({exercise!r})
 total_s = time.perf_counter() - started
 outside = sorted(
     name for name, mod in list(sys.modules.items())
@@ -91,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         with zipfile.ZipFile(args.package_dir / Path(props["Code"]["S3Key"]).name) as archive:
             archive.extractall(artifact)
         probe = PROBE.format(artifact=str(artifact), runtime=str(runtime), module=module,
-                             lazy=LAZY_IMPORTS.get(module, []))
+                             lazy=LAZY_IMPORTS.get(module, []), exercise=EXERCISES.get(module, ""))
         results = []
         for _ in range(args.runs):
             run = subprocess.run([sys.executable, "-S", "-c", probe], env=function_env(props),

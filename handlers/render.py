@@ -5,7 +5,10 @@ front derives them from its route patterns):
 
 - `GET /health`: liveness, touches nothing, never cached;
 - `GET /health/ready`: database, bucket, ingest queue and dead letters (archive.health); 503 naming
-  what fails.
+  what fails;
+- `GET /thumbnails/{base_filename}`: an exposure rendered at the size asked (archive.render). JSON
+  `{url, expires_at, width, height, cached}`, or with `image=true` a 302 to the picture. Errors are
+  JSON `{message, …}` with their status (400 naming the parameter, 404, 413, 422, 429, 502, 504).
 
 The local stack serves this same handler on loopback (archive/local/api.py), so both answer alike.
 """
@@ -16,7 +19,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from archive import health
+from archive import health, render
+from archive.render_params import RenderError
 from archive.settings import get_settings
 from handlers.observability import logger, start_invocation
 
@@ -46,9 +50,31 @@ def ready(event: dict[str, Any]) -> dict[str, Any]:
     return respond(503 if failing else 200, body, NO_STORE)
 
 
+def thumbnail(event: dict[str, Any]) -> dict[str, Any]:
+    target = (event.get("pathParameters") or {}).get("base_filename", "")
+    query = event.get("queryStringParameters") or {}
+    try:
+        result = render.render_request(target, query)
+    except RenderError as exc:
+        level = logger.warning if exc.http_status >= 500 else logger.info
+        level("render refused", extra={"status": exc.http_status, "target": target, "query": query,
+                                       "reason": exc.message, "details": exc.details})
+        headers = dict(NO_STORE)
+        if "retry_after" in exc.details:
+            headers["retry-after"] = str(exc.details["retry_after"])
+        return respond(exc.http_status, exc.payload(), headers)
+    logger.info("render", extra={"target": target, "key": result.key, "cached": result.cached})
+    if result.redirect:
+        return {"statusCode": 302, "headers": {"location": result.url, **NO_STORE}, "body": "",
+                "isBase64Encoded": False}
+    # The link in the answer expires; the stable address a client keeps is this endpoint's.
+    return respond(200, result.as_json(), NO_STORE)
+
+
 ROUTES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "GET /health": liveness,
     "GET /health/ready": ready,
+    "GET /thumbnails/{base_filename}": thumbnail,
 }
 
 
@@ -57,4 +83,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     route = ROUTES.get(event.get("routeKey", ""))
     if route is None:
         return respond(404, {"message": "Not Found"})
-    return route(event)
+    try:
+        return route(event)
+    except Exception:
+        logger.exception("unexpected failure", extra={"route": event.get("routeKey"), "path": event.get("rawPath")})
+        return respond(500, {"message": "internal error; it is logged"}, NO_STORE)

@@ -19,6 +19,7 @@ def run_command(args: argparse.Namespace) -> int:
         channel=args.channel,
         data_type=args.data_type,
         smartstack=args.smartstack,
+        filters=tuple(f.strip() for f in args.filters.split(",") if f.strip()) if args.filters else (),
         instrument=args.instrument,
         start_counter=args.start_counter,
         seed=args.seed,
@@ -51,6 +52,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--channel", type=int, choices=(1, 2, 3), default=1, help="info-image channel (default: 1)")
     parser.add_argument("--data-type", default="EX", help="EX, EP, EF, … (default: %(default)s)")
     parser.add_argument("--smartstack", type=int, default=0, metavar="K", help="group exposures in smart stacks of K")
+    parser.add_argument(
+        "--filters", metavar="F1,F2,…",
+        help="filters in turn, one per exposure (e.g. rp,gp,B with --smartstack 3: a colour set of one sky)",
+    )
     parser.add_argument("--instrument", help="camera name in the filename (default: kb001ms; as001 for allsky)")
     parser.add_argument("--start-counter", type=int, help="first frame counter (default: after the bucket's highest)")
     parser.add_argument("--seed", type=int, help="random seed, for repeatable images and headers")

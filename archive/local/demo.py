@@ -1,11 +1,13 @@
 """`python -m archive demo`: the whole pipeline on this machine, checked, measured and pictured.
 
 In one process: start the local stack (a fresh embedded database unless DATABASE_URL is set, moto on
-a free port), then act as the sites: one `EP` exposure at `tst` that expires after a few seconds
-(uploaded first, so its expiry runs while the rest is processed), two sites × N exposures with header,
-medium JPG and small and large FITS, one info image on channel 1 and one all-sky image. Wait until the
+a free port, the image API's HTTP front beside it), then act as the sites: one `EP` exposure at `tst`
+that expires after a few seconds (uploaded first, so its expiry runs while the rest is processed), two
+sites × N exposures with header, medium JPG and small and large FITS, a smart stack of three exposures
+through rp, gp and B (a colour set), one info image on channel 1 and one all-sky image. Wait until the
 ingest worker has processed every upload and every thumbnail the archive wrote, then check the outcome
-from the outside (the database, the upload log, the info channel, the bucket, the datastream queue),
+from the outside (the database, the upload log, the info channel, the bucket, the datastream queue,
+the image API rendering one exposure from its FITS and the colour set as one picture),
 print a summary with throughput and upload-to-row latency, and save a contact sheet of the thumbnails.
 Exit status 1 when any check fails, 2 when processing did not finish within the timeout.
 
@@ -36,6 +38,7 @@ from archive.aws import client, from_dynamodb
 from archive.filenames import parse_key
 from archive.local import viewer
 from archive.local.contact_sheet import contact_sheet
+from archive.local.image_checks import check_render
 from archive.local.simulate import Exposure, SimulationResult, SiteRun, UploadRecord, simulate
 from archive.local.stack import LocalStack, StackOptions
 from archive.local.worker import Delivery
@@ -43,6 +46,7 @@ from archive.settings import get_settings
 from archive.uploads_log import INGESTED, newest_attempts, scan_items
 
 DEMO_SITES = ("tst", "mrc")
+COLOUR_FILTERS = ("rp", "gp", "B")
 EXPIRING_SITE = "tst"
 EXPIRY_SECONDS = 5
 FLAGS = ("fits_01_exists", "fits_10_exists", "jpg_medium_exists", "jpg_small_exists")
@@ -184,6 +188,7 @@ class DemoReport:
     retries: int = 0
     handler_ms_per_object: float = 0.0
     contact_sheet: Path | None = None
+    image_api: str = ""
     database: str = ""
     viewer_url: str = ""
 
@@ -212,6 +217,9 @@ class DemoReport:
         lines.append(f"  wall time           {self.seconds_total:.1f} s")
         if self.contact_sheet:
             lines.append(f"  contact sheet       {self.contact_sheet}")
+        if self.image_api:
+            lines.append(f"  image API           {self.image_api}/thumbnails/{{base_filename}} (renders saved beside"
+                         " the contact sheet)")
         if self.viewer_url:
             lines.append(f"  viewer              {self.viewer_url}")
         lines.append("")
@@ -338,10 +346,37 @@ def expected_announcements(
     return announced
 
 
+def demo_runs(exposures: int) -> list[tuple[str, SiteRun]]:
+    """What the simulated sites upload, in order (the expiring exposure first)."""
+    return [
+        ("expiring", SiteRun(site=EXPIRING_SITE, exposures=1, data_type="EP", seed=1)),
+        *[(site, SiteRun(site=site, exposures=exposures, seed=10 + i)) for i, site in enumerate(DEMO_SITES)],
+        ("colour", SiteRun(site=DEMO_SITES[1], exposures=len(COLOUR_FILTERS), smartstack=len(COLOUR_FILTERS),
+                           filters=COLOUR_FILTERS, seed=5)),
+        ("info", SiteRun(site=EXPIRING_SITE, exposures=1, s3_directory="info-images", channel=1, seed=3)),
+        ("allsky", SiteRun(site=DEMO_SITES[1], exposures=1, s3_directory="allsky", seed=4)),
+    ]
+
+
+def image_api_checks(api_url: str, results: Mapping[str, SimulationResult], state_dir: Path) -> list[Check]:
+    """One exposure rendered from its large FITS, and the colour set as one picture."""
+    single = results[DEMO_SITES[0]].exposures[0]
+    label = f"{single.header['OBJECT']} {single.header['FILTER']} {single.header['EXPTIME']:g} s"
+    fits_ok, fits_detail = check_render(api_url, single.base_filename,
+                                        {"source": "large", "width": "256", "height": "256", "label": label},
+                                        state_dir / "render-fits.jpg")
+    colour = results["colour"].exposures[0]
+    colour_ok, colour_detail = check_render(api_url, colour.base_filename, {"color": "true", "width": "256"},
+                                            state_dir / "render-colour.jpg")
+    return [Check("image API: FITS render", fits_ok, fits_detail),
+            Check("image API: colour composite", colour_ok, colour_detail)]
+
+
 def announce_stack(stack: LocalStack, report: DemoReport) -> None:
     """Where everything is: moto, the database, the image API and the viewer (also kept in the report)."""
     report.database = stack.database.description if stack.database else ""
     report.viewer_url = viewer.page_url(stack.api_url)
+    report.image_api = stack.api_url
     print(f"local stack on {stack.endpoint_url}; database: {report.database}", flush=True)
     print(f"image API on {stack.api_url} (e.g. {stack.api_url}/health/ready)", flush=True)
     print(f"viewer on {report.viewer_url}", flush=True)
@@ -350,9 +385,7 @@ def announce_stack(stack: LocalStack, report: DemoReport) -> None:
 def run_demo(args: argparse.Namespace, hold: Callable[[LocalStack, DemoReport], None] | None = None) -> DemoReport:
     """Run the demo; `hold(stack, report)`, when given, is called once the checks are done, with the
     stack still up (`make demo KEEP=1` waits there until Ctrl-C)."""
-    started = time.time()
-    log = DeliveryLog()
-    report = DemoReport()
+    started, log, report = time.time(), DeliveryLog(), DemoReport()
     options = StackOptions(
         port=args.port,
         state_dir=args.state_dir,
@@ -368,14 +401,8 @@ def run_demo(args: argparse.Namespace, hold: Callable[[LocalStack, DemoReport], 
     progress = not args.no_progress
     with LocalStack(options) as stack:
         announce_stack(stack, report)
-        runs = [
-            ("expiring", SiteRun(site=EXPIRING_SITE, exposures=1, data_type="EP", seed=1)),
-            *[(site, SiteRun(site=site, exposures=args.exposures, seed=10 + i)) for i, site in enumerate(DEMO_SITES)],
-            ("info", SiteRun(site=EXPIRING_SITE, exposures=1, s3_directory="info-images", channel=1, seed=3)),
-            ("allsky", SiteRun(site=DEMO_SITES[1], exposures=1, s3_directory="allsky", seed=4)),
-        ]
         first_upload = time.time()
-        results = {label: simulate(run, progress=progress) for label, run in runs}
+        results = {label: simulate(run, progress=progress) for label, run in demo_runs(args.exposures)}
         uploads = [u for r in results.values() for u in r.uploads]
         report.uploads = len(uploads)
         report.upload_bytes = sum(u.size_bytes for u in uploads)
@@ -409,6 +436,7 @@ def run_demo(args: argparse.Namespace, hold: Callable[[LocalStack, DemoReport], 
         report.checks.append(wait_until_expired(expiring, time.time() + EXPIRY_SECONDS + 30))
         announced = expected_announcements(results.values(), info)
         report.checks.append(check_datastream(announced, drain_queue(stack.provisioned.datastream_queue_url)))
+        report.checks += image_api_checks(report.image_api, results, Path(args.state_dir))
 
         tiles = [(tile_label(k), found[k]) for k in kept_medium]
         sheet = Path(args.state_dir) / "contact-sheet.png"

@@ -136,15 +136,31 @@ class SimFile:
     content_type: str
 
 
-def star_field(rng: np.random.Generator, shape: tuple[int, int] = IMAGE_SHAPE, stars: int = 40) -> np.ndarray:
-    """Sky background with read noise and Gaussian stars, as a raw uint16 frame."""
+# How bright a star of colour index t (0 blue-white … 1 red) is through each colour's filters.
+BAND_RESPONSE = {"red": (0.5, 1.0), "green": (0.8, 0.8), "blue": (1.2, 0.3)}
+FILTER_BANDS = {"R": "red", "rp": "red", "ip": "red", "Ha": "red", "V": "green", "G": "green", "gp": "green",
+                "OIII": "green", "O3": "green", "B": "blue", "SII": "blue"}
+
+
+def star_field(rng: np.random.Generator, shape: tuple[int, int] = IMAGE_SHAPE, stars: int = 40, *,
+               sky: np.random.Generator | None = None, band: str | None = None) -> np.ndarray:
+    """Sky background with read noise and Gaussian stars, as a raw uint16 frame.
+
+    `sky` places the stars instead of `rng` (frames of one smart stack share it: the same stars in
+    every filter); `band` (red/green/blue) scales each star by its colour through that band.
+    """
     rows, cols = shape
     image = rng.normal(1000, 25, size=shape)
     y, x = np.mgrid[0:rows, 0:cols]
+    stars_rng = sky or rng
     for _ in range(stars):
-        cy, cx = rng.uniform(0, rows), rng.uniform(0, cols)
-        flux = rng.pareto(1.5) * 3000 + 500
-        sigma = rng.uniform(1.2, 2.0)
+        cy, cx = stars_rng.uniform(0, rows), stars_rng.uniform(0, cols)
+        flux = stars_rng.pareto(1.5) * 3000 + 500
+        sigma = stars_rng.uniform(1.2, 2.0)
+        colour = stars_rng.uniform(0, 1)
+        if band is not None:
+            blue_end, red_end = BAND_RESPONSE[band]
+            flux *= blue_end + (red_end - blue_end) * colour
         image += flux * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * sigma**2))
     return np.clip(image, 0, 65535).astype(np.uint16)
 
@@ -160,10 +176,14 @@ def make_exposure(
     moment: dt.datetime,
     rng: np.random.Generator,
     smartstack: tuple[str, int, int] | None = None,
+    filter_name: str | None = None,
+    sky_seed: int | None = None,
 ) -> Exposure:
     """One exposure: a star field and the header a site writes for it.
 
     `smartstack` is (stack id, number in the stack from 1, stack length), or None for a single frame.
+    `filter_name` fixes the filter (else one is drawn); `sky_seed` fixes where the stars are, so the
+    frames of a colour set show one sky.
     """
 
     base = f"{site}-{instrument}-{night}-{counter:08d}"
@@ -175,13 +195,14 @@ def make_exposure(
     dec = dec + rng.normal(0, 0.03)
     altitude, azimuth = alt_az(ra, dec, latitude, lst)
     user_id, username = USERS[int(rng.integers(len(USERS)))]
-    image = star_field(rng)
+    sky = np.random.default_rng(sky_seed) if sky_seed is not None else None
+    image = star_field(rng, sky=sky, band=FILTER_BANDS.get(filter_name or "") if sky is not None else None)
     stack_id, stack_num, stack_len = smartstack or ("no", "no", "no")
     cards = [
         ("DATE-OBS", moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3], "Start date and time of observation"),
         ("DATE", dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"), "Date FITS file was written"),
         ("EXPTIME", float(rng.choice([5.0, 10.0, 30.0, 60.0])), "[s] Requested exposure length"),
-        ("FILTER", str(rng.choice(FILTERS)), "Filter type"),
+        ("FILTER", filter_name or str(rng.choice(FILTERS)), "Filter type"),
         ("OBJECT", name, "Target object name"),
         ("IMAGETYP", "Light Frame" if data_type != "EF" else "Focus Frame", "Type of image"),
         ("RA", sexagesimal(ra, signed=False), "[hms] Telescope right ascension"),
@@ -360,6 +381,7 @@ class SiteRun:
     channel: int = 1
     data_type: str = "EX"
     smartstack: int = 0
+    filters: tuple[str, ...] = ()  # cycled through, one per exposure; a smart stack then shows one sky
     instrument: str | None = None
     start_counter: int | None = None
     seed: int | None = None
@@ -417,11 +439,12 @@ def simulate(
         pending: list[Any] = []
         for i in range(run.exposures):
             counter = first + i
-            stack = None
+            stack, sky_seed = None, None
             if run.smartstack:
                 stack_start = first + (i // run.smartstack) * run.smartstack
                 # Digits only, as sites write it: photonranch-api collapses only numeric SMARTSTK ids.
                 stack = (f"{night}{stack_start:08d}", i % run.smartstack + 1, run.smartstack)
+                sky_seed = stack_start if run.filters else None
             exposure = make_exposure(
                 s3_directory=run.s3_directory,
                 site=run.site,
@@ -432,6 +455,8 @@ def simulate(
                 moment=moment + dt.timedelta(seconds=70 * i),
                 rng=rng,
                 smartstack=stack,
+                filter_name=run.filters[i % len(run.filters)] if run.filters else None,
+                sky_seed=sky_seed,
             )
             result.exposures.append(exposure)
             if run.s3_directory == "info-images":

@@ -315,6 +315,7 @@ def test_demo_runs_the_whole_pipeline_with_an_embedded_database_and_passes_its_c
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "all checks passed" in output and "embedded PostgreSQL" in output
+    assert "[ok] image API: FITS render" in output and "[ok] image API: colour composite" in output
     assert "FAIL" not in result.stdout
     sheet = Image.open(tmp_path / "state" / "contact-sheet.png")
     assert sheet.format == "PNG" and sheet.width > 1000

@@ -64,12 +64,15 @@ def test_uploads_under_the_three_prefixes_reach_the_ingest_queue(aws_stack, buck
     assert "now sends" in capsys.readouterr().out
 
 
-def test_lifecycle_rules_move_data_to_infrequent_access_and_expire_info_images_and_downloads(aws_stack, bucket):
+def test_lifecycle_rules_move_data_to_infrequent_access_and_expire_info_images_downloads_and_renders(
+    aws_stack, bucket
+):
     assert configure() == 0
     rules = {r["Filter"]["Prefix"]: r for r in lifecycle(bucket)}
     assert rules["data/"]["Transitions"] == [{"Days": 30, "StorageClass": "STANDARD_IA"}]
     assert rules["info-images/"]["Expiration"] == {"Days": 2}
     assert rules["downloads/"]["Expiration"] == {"Days": 2}
+    assert rules["thumbnails/"]["Expiration"] == {"Days": 30}, "the image API's cache cleans itself"
     assert all(r["Status"] == "Enabled" for r in rules.values())
 
 

@@ -92,3 +92,17 @@ def test_the_zip_is_rewritten_sorted_with_one_date_and_its_modes(tmp_path):
     assert [i.filename for i in infos] == ["a.py", "b/tool"]
     assert {i.date_time for i in infos} == {finish.ZIP_DATE}
     assert (infos[1].external_attr >> 16) & 0o777 == 0o755
+
+
+def test_pruning_removes_the_named_subpackages_and_refuses_unknown_or_outside_paths(tmp_path):
+    install_fake_dist(tmp_path, "astro", {"astro/__init__.py": "", "astro/io/fits.py": "",
+                                          "astro/coordinates/__init__.py": "", "astro/wcs/core.py": ""})
+
+    assert finish.prune_paths(tmp_path, ["astro/coordinates", "astro/wcs/core.py"]) == 2
+
+    left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.py"))
+    assert left == ["astro/__init__.py", "astro/io/fits.py"]
+    with pytest.raises(SystemExit, match="no such path"):
+        finish.prune_paths(tmp_path, ["astro/stats"])
+    with pytest.raises(SystemExit, match="not a path inside"):
+        finish.prune_paths(tmp_path, ["../elsewhere"])

@@ -112,3 +112,20 @@ def test_sky_geometry_is_plausible():
     # A target at the celestial pole stands at the site's latitude, whatever the time.
     altitude, _ = alt_az(ra_hours=3.0, dec_deg=90.0, latitude_deg=34.4, lst_hours=17.0)
     assert altitude == pytest.approx(34.4, abs=1e-6)
+
+
+def test_a_colour_set_is_one_sky_through_three_filters_with_stars_of_different_colours():
+    frames = [
+        make_exposure(s3_directory="data", site="tst", instrument="kb001ms", night="20260506", counter=50 + i,
+                      data_type="EX", moment=MOMENT, rng=np.random.default_rng(i), smartstack=("tst00000050", i + 1, 3),
+                      filter_name=name, sky_seed=50)
+        for i, name in enumerate(("rp", "gp", "B"))
+    ]
+    assert [f.header["FILTER"] for f in frames] == ["rp", "gp", "B"]
+    assert {f.header["SMARTSTK"] for f in frames} == {"tst00000050"}
+    red, green, blue = (f.image.astype(float) - 1000 for f in frames)
+    stars = green > 500
+    assert stars.sum() > 20
+    assert np.corrcoef(red[stars], blue[stars])[0, 1] > 0.5, "the same stars in every filter"
+    ratio = red[stars] / np.maximum(blue[stars], 1)
+    assert ratio.std() > 0.3, "but not the same colour"

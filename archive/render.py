@@ -1,0 +1,206 @@
+"""The image API's core: any archived exposure as a JPEG of the size asked, cached in S3.
+
+`render_request(target, query)` does, in order:
+
+1. parse the parameters (archive.render_params; a 400 names the bad one) and the path's base filename
+   or pinned filename;
+2. find the source objects (archive.render_sources): one file, or the red/green/blue frames of a colour
+   set, each with its ETag, checked against the byte budget;
+3. derive the cache key `thumbnails/{base_filename}/{sha256}.jpg` from the normalised parameters, the
+   sources' keys and ETags and RENDER_VERSION, and HEAD it: a hit costs no source read at all;
+4. on a miss, render (archive.fits_image + archive.render_image, or the JPG path of
+   archive.thumbnails) and PUT it with `Cache-Control: public, max-age=31536000, immutable` (the key
+   changes whenever the pixels would) and its size in the object's metadata; the `thumbnails/` prefix
+   expires by a lifecycle rule (`archive bucket configure`), so the cache cleans itself;
+5. sign a GET link whose lifetime is honest about the signing credentials (archive.presign).
+
+Failures come out as `RenderError`s with their HTTP status: 404 unknown exposure or missing source,
+413 over a budget, 422 unrenderable data, 429 AWS throttling us, 502/504 AWS or database trouble.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from archive import lazy, render_image
+from archive.aws import client, is_missing_object
+from archive.database import DatabaseConfigError, is_database_outage
+from archive.filenames import ParsedName
+from archive.fits_image import reduce_fits
+from archive.presign import presigned_get
+from archive.render_params import (
+    NotFound,
+    RenderError,
+    RenderParams,
+    SourceRef,
+    Throttled,
+    UpstreamFailed,
+    UpstreamTimeout,
+    cache_key,
+    parse_params,
+)
+from archive.render_sources import (
+    COLOURS,
+    check_bytes,
+    choose,
+    jpeg_dimensions,
+    list_files,
+    matched_frames,
+    parse_target,
+    pick,
+    pinned,
+)
+from archive.settings import Settings, get_settings
+from archive.thumbnails import fit_size
+
+logger = logging.getLogger(__name__)
+
+# AWS telling us to slow down (S3 says SlowDown with a 503): the client should retry, so a 429.
+THROTTLING_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
+                              "TooManyRequestsException", "ProvisionedThroughputExceededException"})
+
+
+@dataclass(frozen=True)
+class Rendered:
+    key: str
+    url: str
+    expires_at: dt.datetime
+    width: int
+    height: int
+    cached: bool
+    redirect: bool  # the request asked for the picture itself (image=true)
+
+    def as_json(self) -> dict[str, object]:
+        return {"url": self.url, "expires_at": self.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "width": self.width, "height": self.height, "cached": self.cached}
+
+
+@contextlib.contextmanager
+def upstream_errors() -> Iterator[None]:
+    """AWS and database failures as the API's statuses (translated here, once)."""
+    try:
+        yield
+    except RenderError:
+        raise
+    except (ConnectTimeoutError, ReadTimeoutError) as exc:
+        raise UpstreamTimeout(f"AWS did not answer in time: {exc}") from exc
+    except (ClientError, BotoConnectionError) as exc:
+        if is_missing_object(exc):
+            raise NotFound("a source file disappeared while it was being read; try again") from exc
+        code = str(exc.response.get("Error", {}).get("Code", "")) if isinstance(exc, ClientError) else ""
+        if code in THROTTLING_CODES:
+            raise Throttled("AWS is throttling the image service; retry in a second", retry_after=1) from exc
+        raise UpstreamFailed(f"AWS request failed: {exc}") from exc
+    except PoolTimeout as exc:
+        raise UpstreamTimeout("the database did not answer in time") from exc
+    except (SQLAlchemyError, DatabaseConfigError) as exc:
+        if is_database_outage(exc) and "timeout" in str(exc).lower():
+            raise UpstreamTimeout("the database did not answer in time") from exc
+        raise UpstreamFailed(f"database unavailable: {type(exc).__name__}") from exc
+
+
+def colour_sources(bucket: str, base_filename: str, params: RenderParams) -> tuple[SourceRef, ...]:
+    """The red, green and blue frames' FITS files: named by r/g/b, or matched by smart stack and filter."""
+    names = dict(zip(COLOURS, params.channels, strict=True)) if params.channels else matched_frames(base_filename)
+    kinds = (params.source,) if params.source in ("small", "large") else ("small", "large")
+    refs = []
+    for colour, name in names.items():
+        files = list_files(bucket, name)
+        ref = next((r for r in (pick(files, kind) for kind in kinds) if r is not None), None)
+        if ref is None:
+            raise NotFound(f"the {colour} frame {name} has no {' or '.join(kinds)} FITS file",
+                           missing=colour, base_filename=name)
+        refs.append(ref)
+    return tuple(refs)
+
+
+def find_sources(bucket: str, base_filename: str, pinned_name: ParsedName | None, params: RenderParams,
+                 settings: Settings) -> tuple[tuple[SourceRef, ...], bool]:
+    """(the objects to read — one, or red/green/blue — and whether they are FITS), within the byte budget."""
+    if params.color:
+        sources, is_fits = colour_sources(bucket, base_filename, params), True
+    elif pinned_name is not None:
+        ref, is_fits = pinned(bucket, pinned_name, params)
+        sources = (ref,)
+    else:
+        files = list_files(bucket, base_filename)
+        ref, is_fits = choose(files, params, lambda jpg: jpeg_dimensions(bucket, jpg), base_filename)
+        sources = (ref,)
+    for ref in sources:
+        check_bytes(ref, settings.render_max_source_bytes)
+    return sources, is_fits
+
+
+def cached_size(bucket: str, key: str) -> tuple[int, int] | None:
+    """(width, height) of an already rendered picture, or None when it is not in the cache."""
+    try:
+        head = client("s3").head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if is_missing_object(exc):
+            return None
+        raise
+    meta = head.get("Metadata") or {}
+    try:
+        return int(meta["width"]), int(meta["height"])
+    except (KeyError, ValueError):
+        return None  # written by something else: render it again over it
+
+
+def render_picture(bucket: str, sources: tuple[SourceRef, ...], is_fits: bool, params: RenderParams,
+                   settings: Settings) -> bytes:
+    s3 = client("s3")
+    if not is_fits:
+        data = s3.get_object(Bucket=bucket, Key=sources[0].key)["Body"].read()
+        picture = render_image.jpg_picture(data, params, settings.render_max_pixels)
+        return render_image.finish(picture, params)
+    frames = []
+    for ref in sources:
+        body = s3.get_object(Bucket=bucket, Key=ref.key)["Body"]
+        ext = ref.filename.split(".", 1)[1]
+        try:
+            frames.append(reduce_fits(body, ext, lambda w, h: fit_size(w, h, *params.box),
+                                      max_pixels=settings.render_max_pixels,
+                                      header_limit=settings.fits_header_max_bytes))
+        finally:
+            body.close()
+    return render_image.finish(render_image.fits_picture(frames, params), params)
+
+
+def store(bucket: str, key: str, picture: bytes, sources: tuple[SourceRef, ...],
+          settings: Settings) -> tuple[int, int]:
+    width, height = lazy.Image.open(io.BytesIO(picture)).size
+    client("s3").put_object(
+        Bucket=bucket, Key=key, Body=picture, ContentType="image/jpeg",
+        CacheControl=settings.thumbnail_cache_control,
+        Metadata={"width": str(width), "height": str(height), "sources": " ".join(s.filename for s in sources)},
+    )
+    return width, height
+
+
+def render_request(target: str, query: Mapping[str, str] | None, now: dt.datetime | None = None) -> Rendered:
+    """Answer `GET /thumbnails/{target}?{query}` (see the module docstring)."""
+    settings = get_settings()
+    params = parse_params(query)
+    base_filename, pinned_name = parse_target(target)
+    bucket = settings.bucket
+    with upstream_errors():
+        sources, is_fits = find_sources(bucket, base_filename, pinned_name, params, settings)
+        key = cache_key(base_filename, params, sources, is_fits)
+        size = cached_size(bucket, key)
+        cached = size is not None
+        if size is None:
+            size = store(bucket, key, render_picture(bucket, sources, is_fits, params, settings), sources, settings)
+            logger.info("rendered", extra={"key": key, "sources": [s.key for s in sources], "size": size})
+        url, expires_at = presigned_get(bucket, key, settings.render_url_seconds,
+                                        settings.render_assumed_credential_seconds, now)
+    return Rendered(key, url, expires_at, size[0], size[1], cached, params.image)

@@ -1,0 +1,106 @@
+"""Pixels to picture: reduced FITS frames or a medium JPG -> the JPEG the image API serves.
+
+- Size: the picture fits inside the requested box, keeps the frame's aspect and is never enlarged
+  (`archive.thumbnails.fit_size`, as the ingest thumbnails).
+- FITS: each frame (already reduced to about that size, archive.fits_image) is stretched
+  (archive.stretch), resampled with Lanczos in float32, and flipped vertically: FITS rows run from the
+  bottom of the sky up, pictures from the top down.
+- Colour: red, green and blue frames are stretched each on its own statistics; frames of different
+  shapes are each fitted to the box and then cropped about their centres to the size they share.
+- Label: white text with a dark outline in the lower-left corner, sized to the picture and shrunk
+  until it fits its width (Pillow's bundled font: nothing to install; measured with `textbbox`, which
+  Pillow 10 kept when it removed the `getsize` the reference service crashed on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from archive import lazy
+from archive.fits_image import Reduced
+from archive.render_params import RenderParams, Unrenderable
+from archive.stretch import NoFiniteData, stretch
+from archive.thumbnails import ThumbnailError, decode_jpeg, encode_jpeg, fit_size
+
+LABEL_MIN_PX = 7
+LABEL_MAX_PX = 48
+
+
+def channel(frame: Reduced, params: RenderParams) -> lazy.np.ndarray:
+    """One frame as display brightness (float32, 0-1) at its output size, FITS orientation."""
+    np, Image = lazy.np, lazy.Image
+    try:
+        shown = stretch(frame.data, params.stretch, params.percentile, params.median)
+    except NoFiniteData as exc:
+        raise Unrenderable(f"nothing to show: {exc}") from exc
+    size = fit_size(frame.width, frame.height, *params.box)
+    picture = Image.fromarray(shown, mode="F")
+    if picture.size != size:
+        picture = picture.resize(size, Image.Resampling.LANCZOS)
+    return np.asarray(picture, dtype=np.float32)
+
+
+def centre_crop(planes: Sequence[lazy.np.ndarray]) -> list[lazy.np.ndarray]:
+    """The planes cut about their centres to the rows and columns they all have."""
+    rows = min(p.shape[0] for p in planes)
+    cols = min(p.shape[1] for p in planes)
+    out = []
+    for plane in planes:
+        top, left = (plane.shape[0] - rows) // 2, (plane.shape[1] - cols) // 2
+        out.append(plane[top:top + rows, left:left + cols])
+    return out
+
+
+def to_bytes(plane: lazy.np.ndarray) -> lazy.np.ndarray:
+    np = lazy.np
+    return np.clip(plane * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def fits_picture(frames: Sequence[Reduced], params: RenderParams) -> lazy.Image.Image:
+    """A grey picture of one frame, or the colour composite of three (red, green, blue)."""
+    np, Image = lazy.np, lazy.Image
+    planes = [channel(frame, params) for frame in frames]
+    if len(planes) == 1:
+        picture = Image.fromarray(to_bytes(planes[0]), mode="L")
+    else:
+        picture = Image.fromarray(np.dstack([to_bytes(p) for p in centre_crop(planes)]), mode="RGB")
+    return picture.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+
+
+def jpg_picture(data: bytes, params: RenderParams, max_pixels: int) -> lazy.Image.Image:
+    """A medium JPG fitted to the box (decoded at a reduced scale where libjpeg can)."""
+    try:
+        return decode_jpeg(data, lambda w, h: fit_size(w, h, *params.box), max_pixels=max_pixels)
+    except ThumbnailError as exc:
+        raise Unrenderable(f"the JPG cannot be rendered: {exc.reason}") from exc
+
+
+def draw_label(picture: lazy.Image.Image, text: str) -> lazy.Image.Image:
+    """`text` in the lower-left corner, white on a dark outline, as large as fits (7-48 px); a label
+    too long even at 7 px is cut short with an ellipsis."""
+    if not text:
+        return picture
+    width, height = picture.size
+    size = max(LABEL_MIN_PX, min(LABEL_MAX_PX, round(min(width, height) * 0.08)))
+    draw = lazy.ImageDraw.Draw(picture)
+    while True:
+        font = lazy.ImageFont.load_default(size=size)
+        margin, stroke = max(2, size // 5), max(1, size // 12)
+        left, _, right, bottom = draw.textbbox((0, 0), text, font=font, stroke_width=stroke)
+        fits = right - left <= width - 2 * margin
+        if fits or size <= LABEL_MIN_PX:
+            break
+        size -= 1
+    while not fits and len(text) > 1:
+        text = text[:-2] + "…" if len(text) > 2 else text[:1]
+        left, _, right, bottom = draw.textbbox((0, 0), text, font=font, stroke_width=stroke)
+        fits = right - left <= width - 2 * margin
+    white = 255 if picture.mode == "L" else (255, 255, 255)
+    black = 0 if picture.mode == "L" else (0, 0, 0)
+    draw.text((margin - left, height - margin - bottom), text, font=font, fill=white, stroke_width=stroke,
+              stroke_fill=black)
+    return picture
+
+
+def finish(picture: lazy.Image.Image, params: RenderParams) -> bytes:
+    return encode_jpeg(draw_label(picture, params.label), params.quality)

@@ -1,0 +1,254 @@
+"""The image API's query parameters: parsed strictly, normalised, and hashed into a cache key.
+
+Why strict: the reference service turned bad numbers into 500s, read booleans two ways and ignored
+typos. Here every parameter has one spelling, one type and one range, and anything else is a
+`BadParameter` (HTTP 400) naming the parameter, so a client learns what to fix. Unknown parameters
+are refused too: `widht=300` silently giving a 200-pixel image is a bug report waiting to happen.
+
+Why canonical: the cache key must be the same for every request that would render the same pixels,
+in every process (the reference used Python's per-process `hash`, so every cold start missed). The
+key is the SHA-256 of a sorted JSON document holding the normalised parameters that affect pixels,
+the source objects (key + ETag: a re-uploaded file is a new image) and RENDER_VERSION, which is bumped
+whenever the rendering itself changes.
+
+Imports only the standard library: the handler parses and answers 400s without numpy or Pillow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from archive.errors import ArchiveError, PermanentError, TemporaryError
+from archive.filenames import FilenameError, parse_base_filename
+
+RENDER_VERSION = 1
+SIZE_RANGE = (16, 4000)
+QUALITY_RANGE = (10, 95)
+PERCENTILE_RANGE = (50.0, 100.0)
+LABEL_MAX = 100
+SOURCES = ("auto", "jpg", "small", "large")
+STRETCHES = ("zscale", "asinh", "linear")
+BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+CHANNEL_PARAMS = ("r", "g", "b")
+# Options only FITS data can honour: with one of these set, `source=auto` never picks the JPG.
+FITS_ONLY = ("median", "percentile", "stretch", "color")
+KNOWN = ("width", "height", "quality", "label", "image", "median", "percentile", "color", "source", "stretch",
+         *CHANNEL_PARAMS)
+
+
+class RenderError(ArchiveError):
+    """A request the image API answers with an error status; `payload()` is the JSON body. Client
+    errors are permanent (asking again changes nothing); throttling and outages are temporary."""
+
+    http_status = 500
+    topic = "render"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.details = details
+
+    @property
+    def message(self) -> str:
+        return self.reason
+
+    def payload(self) -> dict[str, Any]:
+        return {"message": self.reason, **self.details}
+
+
+class BadParameter(RenderError, PermanentError):
+    http_status = 400
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message, param=param)
+
+
+class NotFound(RenderError, PermanentError):
+    http_status = 404
+
+
+class TooLarge(RenderError, PermanentError):
+    http_status = 413
+
+
+class Unrenderable(RenderError, PermanentError):
+    http_status = 422
+
+
+class Throttled(RenderError, TemporaryError):
+    http_status = 429
+
+
+class UpstreamFailed(RenderError, TemporaryError):
+    http_status = 502
+
+
+class UpstreamTimeout(RenderError, TemporaryError):
+    http_status = 504
+
+
+@dataclass(frozen=True)
+class RenderParams:
+    width: int = 200
+    height: int = 200
+    quality: int = 80
+    label: str = ""
+    image: bool = False  # answer a 302 to the picture instead of JSON; not part of the cache key
+    median: bool = False
+    percentile: float = 99.5
+    color: bool = False
+    source: str = "auto"
+    stretch: str = "zscale"
+    channels: tuple[str, str, str] | None = None  # explicit r, g, b base filenames for color
+    fits_only_given: tuple[str, ...] = ()  # which FITS-only options the request set
+
+    @property
+    def box(self) -> tuple[int, int]:
+        return self.width, self.height
+
+    def pixel_options(self, for_fits: bool) -> dict[str, Any]:
+        """What changes the pixels, normalised (FITS-only options do not apply to a JPG source)."""
+        options: dict[str, Any] = {"width": self.width, "height": self.height, "quality": self.quality,
+                                   "label": self.label}
+        if for_fits:
+            options.update(median=self.median, percentile=self.percentile, stretch=self.stretch, color=self.color)
+        return options
+
+
+def _integer(name: str, raw: str, low: int, high: int) -> int:
+    text = raw.strip()
+    if not (text.isascii() and text.lstrip("+-").isdigit()):
+        raise BadParameter(name, f"{name} must be a whole number from {low} to {high}, got {raw!r}")
+    value = int(text)
+    if not low <= value <= high:
+        raise BadParameter(name, f"{name} must be from {low} to {high}, got {value}")
+    return value
+
+
+def _boolean(name: str, raw: str) -> bool:
+    try:
+        return BOOLEANS[raw.strip().lower()]
+    except KeyError:
+        raise BadParameter(name, f"{name} must be one of true/false/1/0/yes/no, got {raw!r}") from None
+
+
+def _choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
+    value = raw.strip().lower()
+    if value not in choices:
+        raise BadParameter(name, f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return value
+
+
+def _percentile(raw: str) -> float:
+    low, high = PERCENTILE_RANGE
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise BadParameter("percentile", f"percentile must be a number from {low:g} to {high:g}, got {raw!r}") from None
+    if not math.isfinite(value) or not low <= value <= high:
+        raise BadParameter("percentile", f"percentile must be from {low:g} to {high:g}, got {raw!r}")
+    return value
+
+
+def _label(raw: str) -> str:
+    if len(raw) > LABEL_MAX:
+        raise BadParameter("label", f"label must be at most {LABEL_MAX} characters, got {len(raw)}")
+    if not raw.isprintable():
+        raise BadParameter("label", "label must be printable text (no control characters or line breaks)")
+    return raw
+
+
+def _base_filename(name: str, raw: str) -> str:
+    try:
+        return parse_base_filename(raw.strip()).base_filename
+    except FilenameError as exc:
+        raise BadParameter(name, f"{name} must be a base filename (site-instrument-YYYYMMDD-counter): "
+                                 f"{exc.reason}") from None
+
+
+def _channels(query: Mapping[str, str], color: bool) -> tuple[str, str, str] | None:
+    """The explicit r, g, b frames of a colour image: all three or none, and only with color=true."""
+    given = [name for name in CHANNEL_PARAMS if name in query]
+    if not given:
+        return None
+    if not color:
+        raise BadParameter(given[0], "r, g and b name the frames of a colour image: they need color=true")
+    if len(given) != 3:
+        missing = next(name for name in CHANNEL_PARAMS if name not in query)
+        raise BadParameter(missing, "give all three of r, g and b, or none (the frames are then matched)")
+    red, green, blue = (_base_filename(name, query[name]) for name in CHANNEL_PARAMS)
+    return red, green, blue
+
+
+# Parameter -> its parser (the value's text in, the typed value out).
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "width": lambda raw: _integer("width", raw, *SIZE_RANGE),
+    "height": lambda raw: _integer("height", raw, *SIZE_RANGE),
+    "quality": lambda raw: _integer("quality", raw, *QUALITY_RANGE),
+    "label": _label,
+    "image": lambda raw: _boolean("image", raw),
+    "median": lambda raw: _boolean("median", raw),
+    "color": lambda raw: _boolean("color", raw),
+    "percentile": _percentile,
+    "source": lambda raw: _choice("source", raw, SOURCES),
+    "stretch": lambda raw: _choice("stretch", raw, STRETCHES),
+}
+
+
+def parse_params(query: Mapping[str, str] | None) -> RenderParams:
+    """The request's parameters.
+
+    Raises:
+        BadParameter: the first parameter (in name order) that is unknown or wrong, named.
+    """
+    query = dict(query or {})
+    for name in sorted(query):
+        if name not in KNOWN:
+            raise BadParameter(name, f"unknown parameter {name!r}; known: {', '.join(KNOWN)}")
+    values: dict[str, Any] = {name: parse(query[name]) for name, parse in _PARSERS.items() if name in query}
+    values["channels"] = _channels(query, bool(values.get("color")))
+    fits_only = tuple(
+        name for name in FITS_ONLY
+        if name in query and (name not in ("median", "color") or values.get(name))
+    )
+    if values.get("source") == "jpg" and fits_only:
+        raise BadParameter(fits_only[0], f"{fits_only[0]} needs FITS data; it cannot apply to source=jpg")
+    return RenderParams(**values, fits_only_given=fits_only)
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """One S3 object a render reads, as it is now (the ETag changes when it is re-uploaded)."""
+
+    key: str
+    etag: str
+    size: int
+
+    @property
+    def filename(self) -> str:
+        return self.key.rsplit("/", 1)[-1]
+
+
+def canonical_document(params: RenderParams, sources: tuple[SourceRef, ...], for_fits: bool) -> str:
+    """The exact text hashed into the cache key."""
+    document = {
+        "render_version": RENDER_VERSION,
+        "options": params.pixel_options(for_fits),
+        "sources": [{"key": s.key, "etag": s.etag.strip('"')} for s in sources],
+    }
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def cache_key(base_filename: str, params: RenderParams, sources: tuple[SourceRef, ...], for_fits: bool) -> str:
+    """`thumbnails/{base_filename}/{sha256}.jpg`: the same in every process for the same pixels."""
+    digest = hashlib.sha256(canonical_document(params, sources, for_fits).encode("ascii")).hexdigest()
+    return f"thumbnails/{base_filename}/{digest}.jpg"
+
+
+def describe(params: RenderParams) -> dict[str, Any]:
+    """For logs: the parameters as plain values."""
+    return asdict(params)

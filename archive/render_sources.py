@@ -1,0 +1,239 @@
+"""Which S3 objects a render reads: an exposure's files, the one `source=` picks, a colour set's frames.
+
+An exposure's files are found with one ListObjectsV2 of `data/{base_filename}-`, which also gives each
+file's ETag (part of the cache key) and size (checked against the byte budget before any GET):
+
+- medium JPG: a `.jpg` of reduction 10 or 13; small FITS: FITS of reduction 10 or 13; large FITS: FITS
+  of reduction 00 or 01 (DESIGN.md 2.1). Reduction 10 is preferred to 13, then names sort.
+- `source=auto`: the medium JPG when no FITS-only option is set and it is large enough for the box
+  (at least as wide or as high: it is only ever scaled down), else the small FITS, else the large FITS,
+  else the medium JPG as it is. Its size comes from the JPEG's frame header (a 64 kB ranged GET,
+  remembered per ETag), never from decoding it.
+- A full filename (`…-EX10.fits`) pins that one file.
+
+Colour (`color=true`) needs a red, a green and a blue frame: the three base filenames the request names
+(`r`, `g`, `b`), or the exposures that share the requested one's smart stack (`SMARTSTK`, else LCO's
+request number `REQNUM`) and were taken by filters of the three colours, found in the `images` table
+(same site, within a day). Of several frames of one colour the most stacked (`SSTKNUM`), then the
+latest, wins. A missing colour is a 404 that names it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+
+import db
+from archive.aws import client
+from archive.database import get_engine
+from archive.filenames import FilenameError, ParsedName, parse_base_filename, parse_filename
+from archive.render_params import BadParameter, NotFound, RenderParams, SourceRef, TooLarge
+
+DIRECTORY = "data"
+MEDIUM_JPG = ("10", "13")
+SMALL_FITS = ("10", "13")
+LARGE_FITS = ("00", "01")
+JPEG_HEAD_BYTES = 64 * 1024
+GROUP_KEYWORDS = ("SMARTSTK", "REQNUM")
+NOT_A_GROUP = {"", "no", "none", "0", "false", "n/a"}
+COLOURS = ("red", "green", "blue")
+FILTER_COLOURS = {
+    **dict.fromkeys(("r", "rp", "ip", "ha"), "red"),
+    **dict.fromkeys(("v", "g", "gp", "oiii"), "green"),
+    **dict.fromkeys(("b", "sii"), "blue"),
+}
+COLOUR_FILTERS = {"red": "R|rp|ip|Ha", "green": "V|G|gp|OIII", "blue": "B|SII"}
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def parse_target(target: str) -> tuple[str, ParsedName | None]:
+    """The path's `{base_filename}`: a base filename, or a full filename pinning one file."""
+    try:
+        if "." in target:
+            name = parse_filename(target)
+            if name.ext == "txt":
+                raise BadParameter("base_filename", f"{target} is a header text, not an image")
+            return name.base_filename, name
+        return parse_base_filename(target).base_filename, None
+    except FilenameError as exc:
+        raise BadParameter("base_filename", f"{target!r} is not an exposure: {exc.reason}") from None
+
+
+def list_files(bucket: str, base_filename: str) -> dict[str, SourceRef]:
+    """The exposure's objects under data/, by filename."""
+    paginator = client("s3").get_paginator("list_objects_v2")
+    pages = paginator.paginate(Bucket=bucket, Prefix=f"{DIRECTORY}/{base_filename}-")
+    found = {}
+    for page in pages:
+        for item in page.get("Contents", []):
+            ref = SourceRef(item["Key"], item.get("ETag", ""), int(item.get("Size", 0)))
+            found[ref.filename] = ref
+    return found
+
+
+def _parsed(files: dict[str, SourceRef]) -> list[tuple[ParsedName, SourceRef]]:
+    out = []
+    for filename, ref in sorted(files.items()):
+        try:
+            out.append((parse_filename(filename), ref))
+        except FilenameError:
+            continue  # something else shares the prefix; not a file of this exposure
+    return out
+
+
+def pick(files: dict[str, SourceRef], kind: str) -> SourceRef | None:
+    """The exposure's `jpg` (medium), `small` or `large` file, if it has one."""
+    candidates = []
+    for name, ref in _parsed(files):
+        if kind == "jpg" and name.ext == "jpg" and name.reduction in MEDIUM_JPG:
+            candidates.append((MEDIUM_JPG.index(name.reduction), ref.key, ref))
+        elif kind == "small" and name.is_fits and name.reduction in SMALL_FITS:
+            candidates.append((SMALL_FITS.index(name.reduction), ref.key, ref))
+        elif kind == "large" and name.is_fits and name.reduction in LARGE_FITS:
+            candidates.append((LARGE_FITS.index(name.reduction), ref.key, ref))
+    return min(candidates)[2] if candidates else None
+
+
+def jpeg_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's frame header in its first bytes, or None if not found there."""
+    if not head.startswith(b"\xff\xd8"):
+        return None
+    i = 2
+    while i + 4 <= len(head):
+        if head[i] != 0xFF:
+            return None
+        marker = head[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            i += 2
+            continue
+        if marker in _SOF:
+            if i + 9 > len(head):
+                return None
+            return int.from_bytes(head[i + 7:i + 9], "big"), int.from_bytes(head[i + 5:i + 7], "big")
+        i += 2 + int.from_bytes(head[i + 2:i + 4], "big")
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _jpeg_size_of(bucket: str, key: str, etag: str) -> tuple[int, int] | None:
+    s3 = client("s3")
+    head = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{JPEG_HEAD_BYTES - 1}")["Body"].read()
+    size = jpeg_size(head)
+    if size is None and len(head) >= JPEG_HEAD_BYTES:  # a frame header behind a big EXIF block
+        size = jpeg_size(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    return size
+
+
+def jpeg_dimensions(bucket: str, ref: SourceRef) -> tuple[int, int] | None:
+    return _jpeg_size_of(bucket, ref.key, ref.etag)
+
+
+def large_enough(size: tuple[int, int] | None, box: tuple[int, int]) -> bool:
+    """A picture fills the box without being enlarged when it is at least as wide or as high."""
+    return size is not None and (size[0] >= box[0] or size[1] >= box[1])
+
+
+def choose(files: dict[str, SourceRef], params: RenderParams,
+           size_of: Callable[[SourceRef], tuple[int, int] | None], base_filename: str) -> tuple[SourceRef, bool]:
+    """(the source file, whether it is FITS) for one exposure, by `params.source`."""
+    if params.source != "auto":
+        ref = pick(files, params.source)
+        if ref is None:
+            what = {"jpg": "medium JPG", "small": "small FITS", "large": "large FITS"}[params.source]
+            raise NotFound(f"{base_filename} has no {what} (source={params.source})", base_filename=base_filename)
+        return ref, params.source != "jpg"
+    jpg = pick(files, "jpg")
+    fits_needed = bool(params.fits_only_given)
+    if jpg is not None and not fits_needed and large_enough(size_of(jpg), params.box):
+        return jpg, False
+    fits = pick(files, "small") or pick(files, "large")
+    if fits is not None:
+        return fits, True
+    if jpg is not None and not fits_needed:
+        return jpg, False
+    if not files:
+        raise NotFound(f"no exposure {base_filename} in the archive", base_filename=base_filename)
+    wanted = "FITS file (" + ", ".join(params.fits_only_given) + " need FITS data)" if fits_needed else "image"
+    raise NotFound(f"{base_filename} has no {wanted}", base_filename=base_filename)
+
+
+def pinned(bucket: str, name: ParsedName, params: RenderParams) -> tuple[SourceRef, bool]:
+    """The one file a full filename names."""
+    if name.ext == "jpg" and params.fits_only_given:
+        raise BadParameter(params.fits_only_given[0], f"{params.fits_only_given[0]} needs FITS data; "
+                                                      f"{name.filename} is a JPG")
+    ref = list_files(bucket, name.base_filename).get(name.filename)
+    if ref is None:
+        raise NotFound(f"no file {name.filename} in the archive", filename=name.filename)
+    return ref, name.is_fits
+
+
+def check_bytes(ref: SourceRef, max_bytes: int) -> None:
+    if ref.size > max_bytes:
+        raise TooLarge(f"{ref.filename} is {ref.size} bytes, over the budget of {max_bytes}", filename=ref.filename)
+
+
+def colour_of(filter_name: str | None) -> str | None:
+    return FILTER_COLOURS.get((filter_name or "").strip().lower())
+
+
+def _stack_number(header: dict[str, str]) -> int:
+    raw = str(header.get("SSTKNUM", "")).strip()
+    return int(raw) if raw.isdigit() else 0
+
+
+def best_per_colour(rows: Iterable[dict]) -> dict[str, str]:
+    """colour -> base filename: of several frames of one colour the most stacked, then the latest."""
+    best: dict[str, tuple[int, str]] = {}
+    for row in rows:
+        colour = colour_of(row.get("filter_used"))
+        if colour is None:
+            continue
+        rank = (_stack_number(row["header"]), row["base_filename"])
+        if rank > best.get(colour, (-1, "")):
+            best[colour] = rank
+    return {colour: rank[1] for colour, rank in best.items()}
+
+
+def _group(header: dict[str, str]) -> tuple[str, str] | None:
+    for keyword in GROUP_KEYWORDS:
+        value = str(header.get(keyword, "")).strip()
+        if value.lower() not in NOT_A_GROUP:
+            return keyword, value
+    return None
+
+
+def matched_frames(base_filename: str) -> dict[str, str]:
+    """colour -> base filename of the frames in the requested exposure's smart stack or request."""
+    with get_engine().connect() as conn:
+        row = db.get_row(conn, base_filename)
+        if row is None or not row.get("header"):
+            raise NotFound(f"{base_filename} has no header in the archive, so its colour set cannot be found; "
+                           "pass r, g and b", base_filename=base_filename)
+        header = json.loads(row["header"])
+        group = _group(header)
+        if group is None:
+            raise NotFound(f"{base_filename} is not part of a smart stack or request "
+                           f"({'/'.join(GROUP_KEYWORDS)}); pass r, g and b", base_filename=base_filename)
+        keyword, value = group
+        day = dt.timedelta(days=1)
+        candidates = db.rows_with_header_text(
+            conn, site=row["site"], captured_from=row["capture_date"] - day, captured_to=row["capture_date"] + day,
+            text=f"{json.dumps(keyword)}: {json.dumps(value, ensure_ascii=False)}",
+        )
+    members = []
+    for candidate in candidates:
+        parsed = json.loads(candidate["header"] or "{}")
+        if str(parsed.get(keyword, "")).strip() == value:
+            members.append({**candidate, "header": parsed})
+    chosen = best_per_colour(members)
+    for colour in COLOURS:
+        if colour not in chosen:
+            raise NotFound(f"no {colour} frame ({COLOUR_FILTERS[colour]}) in {keyword} {value} of {base_filename}",
+                           missing=colour, base_filename=base_filename)
+    return chosen

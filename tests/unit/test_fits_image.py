@@ -1,0 +1,163 @@
+"""FITS frames reduced in bands: the same block means numpy gives on the whole frame, for every
+container (.fits streamed, .fits.bz2, .fits.fz), pixel type and scaling; bad frames refused clearly."""
+
+from __future__ import annotations
+
+import bz2
+import io
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from archive import fits_image
+from archive.fits_image import BlockMeans, Layout, reduce_fits, reduction_factor
+from archive.render_params import TooLarge, Unrenderable
+
+BUDGET = dict(max_pixels=10**8, header_limit=2880 * 100)
+
+
+def frame(shape: tuple[int, int] = (203, 317), seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).normal(1000, 30, shape).astype(np.float32)
+
+
+def block_means(data: np.ndarray, factor: int) -> np.ndarray:
+    """Reference: numpy on the whole frame in float64, edge blocks averaging what they have."""
+    rows, cols = data.shape
+    out = np.empty((-(-rows // factor), -(-cols // factor)))
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            block = data[i * factor:(i + 1) * factor, j * factor:(j + 1) * factor].astype(np.float64)
+            finite = block[np.isfinite(block)]
+            out[i, j] = finite.mean() if finite.size else np.nan
+    return out
+
+
+def as_bytes(hdus: list) -> bytes:
+    out = io.BytesIO()
+    fits.HDUList(hdus).writeto(out)
+    return out.getvalue()
+
+
+def containers(data: np.ndarray, header: fits.Header | None = None) -> dict[str, bytes]:
+    plain = as_bytes([fits.PrimaryHDU(data, header=header)])
+    compressed = as_bytes([fits.PrimaryHDU(), fits.CompImageHDU(data, header=header, compression_type="RICE_1")
+                           if data.dtype.kind in "iu" else
+                           fits.CompImageHDU(data, header=header, compression_type="GZIP_2")])
+    return {"fits": plain, "fits.bz2": bz2.compress(plain, 1), "fits.fz": compressed}
+
+
+def reduce(body: bytes, ext: str, target: tuple[int, int] = (40, 40)):
+    return reduce_fits(io.BytesIO(body), ext, lambda w, h: target, **BUDGET)
+
+
+def stored(body: bytes, ext: str) -> np.ndarray:
+    """The frame as astropy reads it back (a float .fz is quantised: the format's loss, not ours)."""
+    with fits.open(io.BytesIO(bz2.decompress(body) if ext == "fits.bz2" else body)) as hdul:
+        return next(h.data for h in hdul if h.data is not None).astype(np.float32)
+
+
+@pytest.mark.parametrize("ext", ["fits", "fits.bz2", "fits.fz"])
+def test_every_container_reduces_to_the_block_means_of_the_frame(ext):
+    body = containers(frame())[ext]
+    data = stored(body, ext)
+    reduced = reduce(body, ext)
+    assert (reduced.width, reduced.height, reduced.factor) == (317, 203, 5)
+    assert reduced.data.dtype == np.float32 and reduced.data.shape == (41, 64)
+    np.testing.assert_allclose(reduced.data, block_means(data, 5), rtol=1e-5)
+
+
+@pytest.mark.parametrize("ext", ["fits", "fits.bz2", "fits.fz"])
+def test_sixteen_bit_frames_with_bzero_come_out_in_physical_units(ext):
+    counts = np.random.default_rng(2).integers(0, 65535, (64, 96)).astype(np.uint16)  # stored with BZERO=32768
+    reduced = reduce(containers(counts)[ext], ext, (96, 64))
+    assert reduced.factor == 1
+    np.testing.assert_array_equal(reduced.data, counts.astype(np.float32))
+
+
+def test_bscale_and_blank_pixels_are_applied_and_blanks_left_out():
+    raw = np.random.default_rng(3).integers(-1000, 1000, (30, 40)).astype(np.int16)
+    raw[0:4, 0:4] = -32768
+    raw[10, 10] = -32768
+    header = fits.Header([("SIMPLE", True), ("BITPIX", 16), ("NAXIS", 2), ("NAXIS1", 40), ("NAXIS2", 30),
+                          ("BSCALE", 0.5), ("BZERO", 100.0), ("BLANK", -32768)])
+    pixels = raw.astype(">i2").tobytes()
+    body = header.tostring().encode() + pixels + b"\0" * (-len(pixels) % 2880)
+    reduced = reduce(body, "fits", (10, 10))
+    physical = np.where(raw == -32768, np.nan, raw * 0.5 + 100.0)
+    assert np.isnan(reduced.data[0, 0])
+    np.testing.assert_allclose(reduced.data, block_means(physical, 3), rtol=1e-5)
+
+
+@pytest.mark.parametrize("ext", ["fits", "fits.fz"])
+def test_nan_and_inf_pixels_are_left_out_of_the_means(ext):
+    data = frame((60, 80))
+    data[0:6, 0:6] = np.nan
+    data[20:23, 40:43] = np.inf
+    data[50, :] = -np.inf
+    body = containers(data)[ext]
+    data = stored(body, ext)
+    reduced = reduce(body, ext, (10, 10))
+    assert np.isnan(reduced.data[0, 0]) and np.isfinite(reduced.data[1:]).all()
+    finite = np.where(np.isfinite(data), data, np.nan)
+    np.testing.assert_allclose(reduced.data, block_means(finite, 6), rtol=1e-5)
+
+
+def test_an_image_in_the_first_extension_is_found_when_the_primary_is_empty():
+    data = frame((50, 70))
+    body = as_bytes([fits.PrimaryHDU(), fits.ImageHDU(data)])
+    np.testing.assert_allclose(reduce(body, "fits", (70, 50)).data, data)
+
+
+def test_a_cube_of_one_plane_is_an_image_and_of_several_is_refused():
+    plane = frame((20, 30))
+    assert reduce(as_bytes([fits.PrimaryHDU(plane[None])]), "fits", (30, 20)).data.shape == (20, 30)
+    with pytest.raises(Unrenderable, match="3-D cube"):
+        reduce(as_bytes([fits.PrimaryHDU(np.stack([plane, plane, plane]))]), "fits")
+
+
+@pytest.mark.parametrize("body,ext,match", [
+    (as_bytes([fits.PrimaryHDU(np.arange(50, dtype=np.float32))]), "fits", "not 2-D"),
+    (as_bytes([fits.PrimaryHDU()]), "fits", "no image"),
+    (as_bytes([fits.PrimaryHDU(), fits.BinTableHDU.from_columns([fits.Column("a", "E", array=[1.0])])]),
+     "fits", "BINTABLE"),
+    (b"not a fits file at all" * 200, "fits", "not a FITS file"),
+    (b"", "fits", "empty"),
+    (as_bytes([fits.PrimaryHDU(frame((40, 40)))])[:2880 + 3000], "fits", "truncated"),
+    (bz2.compress(b"x" * 10000), "fits.bz2", "not a FITS file"),
+    (b"BZh9 not really", "fits.bz2", "bzip2"),
+    (b"SIMPLE  =                    T" + b" " * 50, "fits.fz", ".fits.fz"),
+    (as_bytes([fits.PrimaryHDU(frame((10, 10)))]), "fits.fz", "no tile-compressed image"),
+])
+def test_unrenderable_data_is_refused_with_the_reason(body, ext, match):
+    with pytest.raises(Unrenderable, match=match):
+        reduce(body, ext)
+
+
+def test_frames_over_the_pixel_budget_are_refused_before_their_data_is_read():
+    body = containers(frame((100, 100)))
+    for ext in ("fits", "fits.fz"):
+        with pytest.raises(TooLarge, match="100×100 = 10000 pixels"):
+            reduce_fits(io.BytesIO(body[ext]), ext, lambda w, h: (10, 10), max_pixels=9999, header_limit=2880 * 10)
+    truncated_after_header = body["fits"][:2880]
+    with pytest.raises(TooLarge):
+        reduce_fits(io.BytesIO(truncated_after_header), "fits", lambda w, h: (10, 10), max_pixels=9999,
+                    header_limit=2880 * 10)
+
+
+def test_band_boundaries_do_not_change_the_means(monkeypatch):
+    data = frame((97, 53))
+    expected = reduce(containers(data)["fits"], "fits", (10, 10)).data
+    monkeypatch.setattr(fits_image, "BAND_BYTES", 1)  # the smallest band: one block of 5 rows
+    np.testing.assert_array_equal(reduce(containers(data)["fits"], "fits", (10, 10)).data, expected)
+    means = BlockMeans(Layout(53, 97), 5)
+    for start in range(0, 97, 7):  # bands that do not line up with blocks
+        means.add(data[start:start + 7])
+    np.testing.assert_allclose(means.result(), expected, rtol=1e-6)
+
+
+def test_the_reduction_keeps_at_least_the_target_size():
+    assert reduction_factor(4096, 4096, (200, 200)) == 20
+    assert reduction_factor(4096, 2048, (200, 100)) == 20
+    assert reduction_factor(100, 100, (200, 200)) == 1
+    assert reduction_factor(4000, 100, (200, 5)) == 20
