@@ -5,7 +5,7 @@ state directory, with TTL sweeps hourly (each sweep scans every table in moto, w
 log makes slower and slower) and the datastream queue drained as the datastreamer would (moto's
 SendMessage slows down with the depth of an unread queue). It switches the bucket's notifications off
 (so the live worker does not ingest the uploads first) and uploads BENCH_REPROCESS_OBJECTS objects
-(default 4,000; the README's figure is from a larger run) as sites send them: per exposure its
+(default 4,000; BENCH_REPROCESS_OBJECTS=100000 for the issue's scale) as sites send them: per exposure its
 header text, medium JPG, small FITS and large `.fits.bz2`. Then `python -m archive reprocess` runs
 as the operator would run it, twice:
 - baseline: one worker (how it ran before), over a tenth of the objects, at most 2,000 (another site);
