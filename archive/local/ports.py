@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 
 
@@ -25,3 +26,16 @@ def port_is_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def steady_port(count: int = 1, low: int = 20_000, high: int = 32_000) -> int:
+    """A free port, with the `count - 1` after it free too, below the kernel's ephemeral range (32768 on).
+
+    A port from `free_port` is an ephemeral one: until a server listens on it, any outgoing connection
+    of this machine may be given it (or the one after it, for a second server). Below the range only
+    servers bind, as `serve`'s default 4566 does.
+    """
+    for port in random.sample(range(low, high - count), 500):
+        if all(port_is_free("127.0.0.1", port + i) for i in range(count)):
+            return port
+    raise RuntimeError(f"no {count} free neighbouring ports between {low} and {high}")

@@ -251,7 +251,10 @@ class LocalStack:
         self._start_api()
         self.env = self._public_env()
         if opts.write_env_file:  # last: its existence tells other programs the stack is ready
-            self.env_file.write_text(format_env_file(self.env))
+            # Whole or not at all: a reader polling for the file must never see half of it.
+            partial = self.env_file.with_name(f".{self.env_file.name}.partial")
+            partial.write_text(format_env_file(self.env))
+            partial.replace(self.env_file)
             self._exit.callback(self._remove_env_file)
 
     def _start_moto(self) -> None:

@@ -7,7 +7,6 @@ import bz2
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -21,6 +20,7 @@ from astropy.io import fits
 from PIL import Image
 
 from archive import aws
+from archive.local.ports import steady_port
 from archive.local.stack import LocalStack, StackOptions, parse_env_file
 from archive.settings import get_settings
 from handlers import render
@@ -77,23 +77,9 @@ def test_an_unknown_path_is_a_404_json_like_api_gateway(stack):
     assert (status, headers["content-type"], json.loads(body)) == (404, "application/json", {"message": "Not Found"})
 
 
-def _free_port_pair() -> int:
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-        with socket.socket() as b:
-            try:
-                b.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no two free neighbouring ports")
-
-
 def test_with_a_fixed_moto_port_the_front_takes_the_next_one(tmp_path: Path, database_url: str, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", database_url)
-    port = _free_port_pair()
+    port = steady_port(2)  # below the ephemeral range: no connection of the stack's own takes port + 1
     options = StackOptions(port=port, state_dir=tmp_path, settings_env={"LOG_LEVEL": "WARNING"},
                            write_env_file=False, run_worker=False, notice=lambda _: None)
     with LocalStack(options) as running:

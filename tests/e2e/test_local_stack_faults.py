@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -26,7 +25,7 @@ import db
 from archive import aws, database
 from archive.cli import main
 from archive.local.demo import DeliveryLog, expected_keys
-from archive.local.ports import free_port, port_is_free
+from archive.local.ports import free_port, steady_port
 from archive.local.postgres import LocalPostgres
 from archive.local.simulate import SiteRun, simulate
 from archive.local.stack import LocalStack, StackOptions, format_env_file, parse_env_file
@@ -124,9 +123,7 @@ def test_a_database_outage_past_the_retry_budget_is_recovered_by_reprocess_with_
 
 def test_the_stack_restarts_on_the_same_port_right_after_a_stop(embedded_stack, database_url, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", database_url)  # no embedded cluster needed here
-    # Below the ephemeral range (as serve's default 4566 is), so no client connection takes the port
-    # meanwhile; the HTTP front on any port, it is not the subject here.
-    port = next(p for p in random.sample(range(20000, 30000), 200) if port_is_free("127.0.0.1", p))
+    port = steady_port()  # the HTTP front on any port: it is not the subject here
     first = embedded_stack(port=port, api_port=0)
     with socket.create_connection(("127.0.0.1", port)) as client:  # a client that lets the server close first:
         client.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
