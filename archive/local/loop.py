@@ -13,8 +13,9 @@ logger = logging.getLogger(__name__)
 
 
 class BackgroundLoop:
-    """Subclasses define `step()`; `interval` is the wait before each step, `error_pause` the extra
-    wait after a failed one."""
+    """Subclasses define `step()`; `interval` is the wait before each step (or `pause_after` of the
+    step before, where a step's result tells how soon the next is worth running), `error_pause` the
+    extra wait after a failed one."""
 
     thread_name = "background-loop"
 
@@ -27,15 +28,21 @@ class BackgroundLoop:
     def step(self) -> object:
         raise NotImplementedError
 
+    def pause_after(self, result: object) -> float:
+        """The wait before the next step, given what this one returned."""
+        return self.interval
+
     def run(self) -> None:
         """Repeat `step()` until `stop()`."""
-        while not self._stop.wait(self.interval):
+        wait = self.interval
+        while not self._stop.wait(wait):
             try:
-                self.step()
+                wait = self.pause_after(self.step())
             except Exception:  # noqa: BLE001 - logged; the next step tries again
                 if self._stop.is_set():
                     break
                 logger.exception("%s: step failed; trying again", self.thread_name)
+                wait = self.interval
                 self._stop.wait(self.error_pause)
 
     def start(self) -> None:
