@@ -4,9 +4,9 @@
    200×200: ours (archive.fits_image + archive.render_image: banded float32 reduction, zscale) against a
    baseline written the way LCO's fits2image works (whole frame read with astropy, converted to float64,
    median black point and zscale white point from ~2000 strided samples, gamma, Pillow resize). Each runs
-   in a fresh process, so its peak RSS (what a Lambda's memory must hold) is its own; times are the best
-   of repeats inside that process after a warm-up (the least disturbed by whatever else the machine
-   runs; the same rule on both sides). Targets: ≥ 3× faster, ≤ 0.5× peak memory.
+   in fresh processes, so its peak RSS (what a Lambda's memory must hold) is its own; the renderers take
+   turns, three processes each, and the best time counts (the least disturbed by whatever else the
+   machine runs; the same rule on both sides). Targets: ≥ 3× faster, ≤ 0.5× peak memory.
    `.fits.bz2` is also timed with one decoding thread, to show what the block-parallel bzip2 adds.
 2. Cache hit: `render_request` for a picture already in the (moto, in-process) bucket, against the first
    request that rendered it.
@@ -36,7 +36,8 @@ import numpy as np
 SIZE = 4096
 BOX = (200, 200)
 QUALITY = 80
-REPEATS = 5
+REPEATS = 2
+ROUNDS = 3
 SPEED_TARGET = 3.0
 MEMORY_TARGET = 0.5
 ROOT = Path(__file__).resolve().parent.parent
@@ -146,20 +147,33 @@ def measure(name: str, ext: str, path: Path) -> dict[str, float]:
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
+def best_of_rounds(names: tuple[str, ...], ext: str, path: Path) -> dict[str, dict[str, float]]:
+    """Each renderer in ROUNDS fresh processes, taking turns (so a busy spell of the machine hits both
+    alike); the best time and the highest peak of each."""
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    for _ in range(ROUNDS):
+        for name in names:
+            runs[name].append(measure(name, ext, path))
+    return {name: {"seconds": min(r["seconds"] for r in results), "peak_mib": max(r["peak_mib"] for r in results)}
+            for name, results in runs.items()}
+
+
 def bench_fits(paths: dict[str, Path]) -> None:
-    print(f"{SIZE}×{SIZE} 16-bit frame -> {BOX[0]}×{BOX[1]} JPEG (best of {REPEATS}, fresh process each):")
+    print(f"{SIZE}×{SIZE} 16-bit frame -> {BOX[0]}×{BOX[1]} JPEG (best of {ROUNDS}×{REPEATS}, fresh processes"
+          " taking turns):")
     for ext in ("fits.fz", "fits.bz2"):
         size_mb = paths[ext].stat().st_size / 1e6
-        base = measure("fits2image", ext, paths[ext])
-        mine = measure("ours", ext, paths[ext])
+        names = ("fits2image", "ours", "ours-one-thread") if ext == "fits.bz2" else ("fits2image", "ours")
+        results = best_of_rounds(names, ext, paths[ext])
+        base, mine = results["fits2image"], results["ours"]
         speed = base["seconds"] / mine["seconds"]
         memory = mine["peak_mib"] / base["peak_mib"]
         print(f"  .{ext:<9} ({size_mb:.0f} MB)  ours {mine['seconds'] * 1000:6.0f} ms, peak {mine['peak_mib']:4.0f} MiB"
               f" | fits2image-style {base['seconds'] * 1000:6.0f} ms, peak {base['peak_mib']:4.0f} MiB"
               f" | {speed:.1f}× faster ({'met' if speed >= SPEED_TARGET else 'MISSED'} ≥ {SPEED_TARGET:g}×),"
               f" {memory:.2f}× memory ({'met' if memory <= MEMORY_TARGET else 'MISSED'} ≤ {MEMORY_TARGET:g}×)")
-        if ext == "fits.bz2":
-            one = measure("ours-one-thread", ext, paths[ext])
+        if "ours-one-thread" in results:
+            one = results["ours-one-thread"]
             print(f"  .fits.bz2 with one bzip2 thread: {one['seconds'] * 1000:.0f} ms "
                   f"({base['seconds'] / one['seconds']:.1f}× the baseline's speed; {os.cpu_count()} CPUs here)")
 
