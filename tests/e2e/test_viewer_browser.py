@@ -12,21 +12,25 @@ opened and closed, then a late upload must appear by itself.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
 import pytest
+from PIL import Image
 from sqlalchemy import text
 
 from archive import aws
 from archive.database import get_engine
 from archive.local import viewer
-from archive.local.demo import DeliveryLog, expected_keys
+from archive.local.demo import COLOUR_FILTERS, DeliveryLog, expected_keys
 from archive.local.simulate import SimulationResult, SiteRun, simulate
 from archive.local.stack import LocalStack, StackOptions
 from archive.settings import get_settings
@@ -119,7 +123,7 @@ def test_an_empty_archive_says_so_instead_of_failing(tmp_path, database, chromiu
 @pytest.fixture(scope="module")
 def night(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Iterator[Night]:
     """A running stack after a night at `tst` (two smart stacks of 3, singles, an expiring exposure, an info
-    image, one corrupt JPG) and two exposures at `mrc`."""
+    image, one corrupt JPG) and at `mrc` two exposures and a colour set (a smart stack through rp, gp, B)."""
     log = DeliveryLog()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DATABASE_URL", database_url)
@@ -136,6 +140,8 @@ def night(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Iterat
                 "info": simulate(SiteRun(site="tst", exposures=1, s3_directory="info-images", channel=1, seed=24),
                                  now=at(16), progress=False),
                 "other": simulate(SiteRun(site="mrc", exposures=2, files="hj", seed=25), now=at(5), progress=False),
+                "colour": simulate(SiteRun(site="mrc", exposures=3, smartstack=3, filters=COLOUR_FILTERS, seed=27),
+                                   now=at(20), progress=False),
             }
             last_stack = runs["stacks"].exposures[-1]
             corrupt = f"data/{last_stack.base_filename[:-8]}00000099-EX10.jpg"
@@ -231,6 +237,37 @@ def test_an_exposure_opens_with_its_header_searchable_its_files_and_its_render(n
     page.screenshot(path=str(SHOTS / "viewer-exposure.png"))
     page.click("#detail-close")
     expect(dialog).to_be_hidden()
+
+
+def test_an_exposure_of_a_colour_set_shows_its_colour_composite(night, browser):
+    if not renders(night):
+        pytest.skip("the image service's render route is not on this front")
+    page = browser.page
+    colour = night.runs["colour"].exposures
+    assert [e.header["FILTER"] for e in colour] == list(COLOUR_FILTERS)
+
+    page.locator('#sites .site[data-site="mrc"]').click()
+    card = page.locator(f'[data-base="{colour[-1].base_filename}"]')  # the stack folds to its last frame
+    expect(card.locator(".badge")).to_have_text(f"stack {len(colour)} of {len(colour)}")
+    card.click()
+    expect(page.locator("[data-testid=detail]")).to_be_visible()
+
+    expect(page.locator("#color-figure")).to_be_visible()
+    expect(page.locator("#color-status")).to_contain_text("colour composite of the exposure set")
+    page.wait_for_function("() => document.getElementById('color-img').naturalWidth > 0")
+    # The picture the page shows, fetched as the page fetched it: in colour, not grey (the simulator gives
+    # each star a colour index, so the three filters see it differently).
+    with urllib.request.urlopen(page.locator("#color-img").get_attribute("src"), timeout=30) as answer:
+        picture = Image.open(io.BytesIO(answer.read()))
+    assert picture.mode == "RGB"
+    channels = np.asarray(picture, dtype=np.int16)
+    spread = channels.max(axis=2) - channels.min(axis=2)
+    assert (spread > 24).sum() > 0, f"no pixel of {picture.size} differs between channels by more than 24"
+    page.screenshot(path=str(SHOTS / "viewer-colour.png"))
+    page.click("#detail-close")
+    page.locator('#sites .site[data-site="tst"]').click()
+    expect(page.locator("[data-testid=exposure]").first).to_have_attribute(
+        "data-base", night.runs["expiring"].exposures[0].base_filename)
 
 
 def test_a_new_upload_appears_by_itself_and_nothing_went_wrong_in_the_page(night, browser):
