@@ -282,7 +282,8 @@ def test_a_new_upload_appears_by_itself_and_nothing_went_wrong_in_the_page(night
 
 def expected_refusal(night: Night, status: int, target: str) -> bool:
     """The page asks the image service for a colour composite of every exposure it opens; a 404 says the
-    set has none (the simulated stacks are one filter each). Without the service, every render is a 404."""
+    set has none (tst's simulated stacks are one filter each; mrc's colour set has all three). Without
+    the service, every render is a 404."""
     if not target.startswith("/thumbnails/"):
         return False
     return status == 404 and ("color=true" in target or not renders(night))
