@@ -288,12 +288,13 @@ def ingest_upload(upload: Upload) -> Outcome:
         RetryableError: a redelivery can fix it (database or AWS unavailable, anything unexpected);
             the SQS message must come back. Permanent failures never raise: they are the outcome.
     """
+    detail: dict[str, str] = {}  # what the reason leaves out (a database's host and port, the SQL), for the log
     try:
         outcome = _process(upload)
     except Exception as exc:  # noqa: BLE001 - every failure is classified, logged and reported
         error = classify(exc)
-        # What the reason leaves out (a database's host and port, the SQL) goes to the function's log.
-        detail = {} if error is exc else {"detail": f"{type(exc).__name__}: {exc}"[:2000]}
+        if error is not exc:
+            detail["detail"] = f"{type(exc).__name__}: {exc}"[:2000]
         if error.retry:
             logger.error("ingest failed; will retry", extra={"key": upload.key, "reason": error.reason, **detail},
                          exc_info=not isinstance(error, TemporaryError))
@@ -302,8 +303,6 @@ def ingest_upload(upload: Upload) -> Outcome:
                 raise
             raise error from exc
         outcome = Outcome(upload, error.status, error.log_reason, site_of(upload.key))
-    else:
-        detail = {}
     log = logger.info if outcome.status in (INGESTED, IGNORED) else logger.warning
     log("ingest %s", outcome.status,
         extra={"key": upload.key, "status": outcome.status, "reason": outcome.reason, **detail})

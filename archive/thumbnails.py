@@ -191,10 +191,9 @@ def fit_size(width: int, height: int, box_width: int, box_height: int) -> tuple[
 
 
 def thumbnail_size(width: int, height: int, target_height: int) -> tuple[int, int]:
-    """Size of the thumbnail of a `width`×`height` image (as displayed): aspect kept, never upscaled."""
-    if height <= target_height:
-        return width, height
-    return max(1, round(width * target_height / height)), target_height
+    """Size of the thumbnail of a `width`×`height` image (as displayed): aspect kept, never upscaled.
+    `fit_size` with a box as wide as any image, so only the height limits."""
+    return fit_size(width, height, max(width, 1) * max(target_height, 1), target_height)
 
 
 def to_jpeg_mode(image: lazy.Image.Image) -> lazy.Image.Image:

@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import boto3
@@ -37,17 +36,11 @@ from archive.local.sweeper import TtlSweeper, describe_ttl_tables
 from archive.settings import get_settings
 from handlers import expire
 from handlers.ingest import handler as ingest_handler
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:
-    deadline = time.time() + timeout
-    while not predicate():
-        if time.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture

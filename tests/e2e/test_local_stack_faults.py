@@ -14,8 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,17 +30,11 @@ from archive.local.stack import LocalStack, StackOptions, format_env_file, parse
 from archive.settings import get_settings
 from archive.uploads_log import INGESTED, newest_attempts, scan_items
 from handlers import observability
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:
-    deadline = time.time() + timeout
-    while not predicate():
-        if time.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.2)
 
 
 def queue_counts(url: str) -> tuple[int, int]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from archive.local.simulate import SimulationResult, SiteRun, simulate
 from archive.local.stack import LocalStack, StackOptions
 from archive.settings import get_settings
 from archive.uploads_log import recent_uploads
+from tests.waiting import wait_until
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="Playwright is not installed: pip install -r requirements-dev.txt -c constraints.txt"
@@ -55,13 +55,6 @@ T0 = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=2)
 def at(minutes: float) -> Callable[[], dt.datetime]:
     return lambda: T0 + dt.timedelta(minutes=minutes)
 
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while not predicate():
-        if time.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
 
 
 @dataclass

@@ -108,18 +108,23 @@ def test_a_url_naming_a_driver_that_is_not_installed_stops_the_cli_with_one_line
     ]
 
 
+def failed_header_ingest(caplog: pytest.LogCaptureFixture) -> tuple[BaseException, str]:
+    """Ingest a header text that must fail: the exception raised and the upload log's reason."""
+    s3, bucket = aws.client("s3"), get_settings().bucket
+    key, size = header_upload(s3, bucket)
+    with caplog.at_level(logging.ERROR, logger="archive.ingest"), pytest.raises(Exception) as caught:  # noqa: PT011
+        ingest_upload(Upload(bucket, key, size, UPLOADED))
+    return caught.value, newest_attempts(scan_items())[key]["reason"]
+
+
 def test_an_unreachable_database_is_logged_as_unavailable_without_its_host_or_port(
     aws_stack, database, settings_env, caplog
 ):
     port = free_port()
     settings_env(DATABASE_URL=f"postgresql+psycopg2://archive@127.0.0.1:{port}/photonranch")
     db.dispose_engines()
-    s3, bucket = aws.client("s3"), get_settings().bucket
-    key, size = header_upload(s3, bucket)
-    with caplog.at_level(logging.ERROR, logger="archive.ingest"), pytest.raises(Exception) as caught:  # noqa: PT011
-        ingest_upload(Upload(bucket, key, size, UPLOADED))
-    assert caught.value.retry
-    reason = newest_attempts(scan_items())[key]["reason"]
+    error, reason = failed_header_ingest(caplog)
+    assert error.retry
     assert reason == "temporary error, will retry: database unavailable"
     details = [getattr(r, "detail", "") for r in caplog.records]
     assert any(str(port) in d for d in details), "the function's log keeps the details"
@@ -129,12 +134,8 @@ def test_any_other_database_error_is_logged_as_a_database_error_without_the_sql(
     scratch_url, aws_stack, settings_env, caplog
 ):
     settings_env(DATABASE_URL=scratch_url)  # reachable, but never migrated: no `images` table
-    s3, bucket = aws.client("s3"), get_settings().bucket
-    key, size = header_upload(s3, bucket)
-    with caplog.at_level(logging.ERROR, logger="archive.ingest"), pytest.raises(Exception) as caught:  # noqa: PT011
-        ingest_upload(Upload(bucket, key, size, UPLOADED))
-    assert caught.value.retry
-    reason = newest_attempts(scan_items())[key]["reason"]
+    error, reason = failed_header_ingest(caplog)
+    assert error.retry
     assert reason == "unexpected error, will retry: database error"
     assert any("images" in getattr(r, "detail", "") for r in caplog.records)
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageCms
 
 from archive import aws
-from archive.thumbnails import ThumbnailError, make_thumbnail, to_jpeg_mode, write_thumbnail
+from archive.thumbnails import ThumbnailError, make_thumbnail, thumbnail_size, to_jpeg_mode, write_thumbnail
 from bench.bench_thumbnails import naive_resized, sky_jpeg
 
 MEDIUM_KEY = "data/sro-kb001ms-20220629-00010442-EX10.jpg"
@@ -349,3 +349,11 @@ def test_write_thumbnail_refuses_a_medium_over_the_byte_limit_before_reading_it(
         write_thumbnail(bucket, MEDIUM_KEY, SMALL_KEY)
     assert caught.value.status == "failed" and "byte limit" in caught.value.reason
     assert aws.client("s3").list_objects_v2(Bucket=bucket, Prefix=SMALL_KEY).get("KeyCount") == 0
+
+
+@pytest.mark.parametrize("target", [1, 96, 128, 300])
+def test_a_thumbnail_is_the_target_height_with_the_aspect_kept_and_never_enlarged(target):
+    for width in (1, 2, 3, 127, 128, 129, 1000, 3000, 65535):
+        for height in (1, 2, 3, 127, 128, 129, 1000, 2000, 65535):
+            expected = (width, height) if height <= target else (max(1, round(width * target / height)), target)
+            assert thumbnail_size(width, height, target) == expected, (width, height)

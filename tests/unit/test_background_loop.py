@@ -13,10 +13,13 @@ class Counting(BackgroundLoop):
         self.pause = pause
         self.steps = 0
         self.stepped = threading.Event()
+        self.third = threading.Event()
 
     def step(self) -> int:
         self.steps += 1
         self.stepped.set()
+        if self.steps == 3:
+            self.third.set()
         return self.steps
 
     def pause_after(self, result: object) -> float:
@@ -37,7 +40,7 @@ def test_the_wait_a_step_asks_for_comes_before_the_next_step_and_stop_cuts_it_sh
 def test_without_a_pause_the_steps_follow_one_another():
     loop = Counting(pause=0.0)
     loop.start()
-    threading.Event().wait(0.2)
+    followed = loop.third.wait(30)
     loop.stop(timeout=10)
 
-    assert loop.steps > 1
+    assert followed and loop.steps >= 3
