@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
-from botocore.exceptions import ClientError, ParamValidationError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ParamValidationError, ReadTimeoutError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from archive.settings import get_settings
@@ -71,20 +71,42 @@ def clear_clients() -> None:
     _session.cache_clear()
 
 
+# AWS telling us to slow down (S3 says SlowDown with a 503): the caller should come back in a moment.
+THROTTLING_CODES = frozenset({
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestLimitExceeded", "TooManyRequestsException",
+    "ProvisionedThroughputExceededException", "SlowDown",
+})
+# Other answers that a later attempt can fix.
+TRANSIENT_CODES = frozenset({"RequestTimeout", "ServiceUnavailable", "InternalError", "TransactionConflictException"})
+
+
+def _code(exc: BaseException) -> str:
+    return str(exc.response.get("Error", {}).get("Code", "")) if isinstance(exc, ClientError) else ""
+
+
 def is_throttling(exc: BaseException) -> bool:
+    """True for AWS asking us to slow down."""
+    return _code(exc) in THROTTLING_CODES
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """True for an AWS endpoint that did not connect or answer in time."""
+    return isinstance(exc, ConnectTimeoutError | ReadTimeoutError)
+
+
+def is_transient(exc: BaseException) -> bool:
     """True for AWS errors that a later retry can fix (throttling, 5xx, connection trouble)."""
-    if isinstance(exc, BotoConnectionError):
+    if isinstance(exc, BotoConnectionError) or is_throttling(exc):
         return True
     if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
-        code = str(err.get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        return status >= 500 or code in {
-            "Throttling", "ThrottlingException", "ThrottledException", "RequestLimitExceeded",
-            "ProvisionedThroughputExceededException", "SlowDown", "RequestTimeout", "ServiceUnavailable",
-            "InternalError", "TransactionConflictException",
-        }
+        return status >= 500 or _code(exc) in TRANSIENT_CODES
     return False
+
+
+def is_aws_error(exc: BaseException) -> bool:
+    """Any error raised by botocore (a refusal, a connection or timeout, a request it would not send)."""
+    return isinstance(exc, ClientError | BotoCoreError)
 
 
 def is_condition_failure(exc: BaseException) -> bool:

@@ -52,6 +52,11 @@ def is_database_error(exc: BaseException) -> bool:
     return isinstance(exc, SQLAlchemyError)
 
 
+def is_database_timeout(exc: BaseException) -> bool:
+    """A database that did not answer in time (no pooled connection free, or a connect timeout)."""
+    return isinstance(exc, PoolTimeout) or (is_database_outage(exc) and "timeout" in str(exc).lower())
+
+
 def is_database_outage(exc: BaseException) -> bool:
     """A database that could not be reached or dropped the connection; another attempt may succeed."""
     if isinstance(exc, OperationalError | PoolTimeout):

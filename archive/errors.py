@@ -13,7 +13,7 @@ site users), and `status`, the upload-log status it stands for.
 
 from __future__ import annotations
 
-from archive.uploads_log import FAILED, REJECTED
+from archive.statuses import FAILED, REJECTED
 
 
 class ArchiveError(Exception):
@@ -58,3 +58,19 @@ class ObjectMissing(PermanentError):
 
     def __init__(self, reason: str = "object no longer exists (deleted before it could be read)") -> None:
         super().__init__(reason)
+
+
+class Throttled(TemporaryError):
+    """AWS asked us to slow down: the caller should come back in a moment."""
+
+
+class TimedOut(TemporaryError):
+    """AWS or the database did not answer in time."""
+
+
+class TooLarge(PermanentError):
+    """A source over one of the budgets (bytes, pixels, header or tile size), refused before it is read."""
+
+
+class Unreadable(PermanentError):
+    """Data whose own bytes cannot be turned into a picture (truncated, corrupt, not an image)."""

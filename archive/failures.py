@@ -1,15 +1,31 @@
 """The one translation of foreign exceptions (botocore, SQLAlchemy) into the archive's errors.
 
-Called where the core meets AWS and the database: whatever a step raised, `classify` says whether SQS
-must deliver the message again. Anything not known to be permanent is retried: a retry is cheap, a
-dropped upload is not (after the queue's receive count it lands in the dead-letter queue).
+Called wherever the core meets AWS and the database, by ingest (whether SQS must deliver the message
+again) and by render (which HTTP status to answer) alike. Anything not known to be permanent is
+retried: a retry is cheap, a dropped upload is not (after the queue's receive count it lands in the
+dead-letter queue).
 """
 
 from __future__ import annotations
 
-from archive.aws import is_invalid_request, is_missing_object, is_throttling
-from archive.database import is_database_error, is_database_outage
-from archive.errors import ArchiveError, ObjectMissing, PermanentError, RetryableError, TemporaryError
+from archive.aws import is_aws_error, is_invalid_request, is_missing_object, is_throttling, is_timeout, is_transient
+from archive.database import DatabaseConfigError, is_database_error, is_database_outage, is_database_timeout
+from archive.errors import (
+    ArchiveError,
+    ObjectMissing,
+    PermanentError,
+    RetryableError,
+    TemporaryError,
+    Throttled,
+    TimedOut,
+)
+
+DATABASE_UNAVAILABLE = "temporary error, will retry: database unavailable"
+
+
+def is_upstream(exc: BaseException) -> bool:
+    """True for a failure of AWS or the database (or of reaching them), as opposed to a bug of ours."""
+    return is_aws_error(exc) or is_database_error(exc) or isinstance(exc, DatabaseConfigError)
 
 
 def classify(exc: BaseException) -> ArchiveError:
@@ -23,12 +39,20 @@ def classify(exc: BaseException) -> ArchiveError:
         return exc
     if is_missing_object(exc):
         return ObjectMissing()
+    if is_database_timeout(exc):
+        return TimedOut(DATABASE_UNAVAILABLE)
     if is_database_outage(exc):
-        return TemporaryError("temporary error, will retry: database unavailable")
+        return TemporaryError(DATABASE_UNAVAILABLE)
     if is_database_error(exc):
         return RetryableError("unexpected error, will retry: database error")
+    if isinstance(exc, DatabaseConfigError):
+        return RetryableError("unexpected error, will retry: database not configured")
     if is_invalid_request(exc):
         return PermanentError(f"refused by AWS as invalid, not retried: {type(exc).__name__}: {exc}")
+    if is_timeout(exc):
+        return TimedOut(f"temporary error, will retry: {type(exc).__name__}: {exc}")
     if is_throttling(exc):
+        return Throttled(f"temporary error, will retry: {type(exc).__name__}: {exc}")
+    if is_transient(exc):
         return TemporaryError(f"temporary error, will retry: {type(exc).__name__}: {exc}")
     return RetryableError(f"unexpected error, will retry: {type(exc).__name__}: {exc}")

@@ -60,11 +60,11 @@ class Settings:
     thumbnail_cache_control: str = "public, max-age=31536000, immutable"
     thumbnail_max_pixels: int = 100_000_000
     thumbnail_max_bytes: int = 64 * 1024 * 1024
-    # What decoding one JPEG may allocate (archive/jpeg_layout.py): with the file itself (up to
+    # What decoding one JPEG may allocate (archive/formats/jpeg_layout.py): with the file itself (up to
     # thumbnail_max_bytes) and the process, a thumbnail stays under 300 MiB.
     thumbnail_max_decode_bytes: int = 128 * 1024 * 1024
     fits_header_max_bytes: int = 2_880 * 400
-    # Image API (archive/render.py): lifetime asked of presigned links, the lifetime assumed for temporary
+    # Image API (archive/render/api.py): lifetime asked of presigned links, the lifetime assumed for temporary
     # credentials that do not say when they expire (Lambda's), and the budgets a source must fit.
     render_url_seconds: int = 3600
     render_assumed_credential_seconds: int = 900

@@ -3,7 +3,7 @@
 Throughput: 200 realistic header texts ingested into a real local PostgreSQL in invocations of 10.
 - baseline (how naive Lambda code does it): astropy parses each header into a full dict; a new
   engine per file; SELECT, then INSERT or UPDATE.
-- ours: `archive.headers` + the process's one engine + one atomic upsert per file.
+- ours: `archive.formats.headers` + the process's one engine + one atomic upsert per file.
 The S3 GET and the upload-log write are left out of both: they cost the same either way.
 
 Cold start: from spawning a fresh interpreter to the return of its first invocation (import
@@ -79,7 +79,7 @@ def _time_per_call(fn, items, repeat: int = 5) -> float:  # noqa: ANN001
 def bench_parse(texts: list[tuple[str, str]]) -> tuple[float, float]:
     from astropy.io import fits
 
-    from archive.headers import header_columns, parse_header
+    from archive.formats.headers import header_columns, parse_header
 
     def ours(text: str) -> None:
         header_columns(parse_header(text))
@@ -117,10 +117,10 @@ def _naive_ingest(url: str, base: str, text: str) -> None:
 
 
 def _our_ingest(base: str, text: str) -> None:
-    """What the ingest core does with a header text once it has the bytes (see archive.ingest)."""
-    from archive.filenames import parse_filename
-    from archive.headers import parse_header
-    from archive.ingest import Upload, store_header
+    """What the ingest core does with a header text once it has the bytes (see archive.ingest.pipeline)."""
+    from archive.formats.filenames import parse_filename
+    from archive.formats.headers import parse_header
+    from archive.ingest.pipeline import Upload, store_header
 
     name = parse_filename(f"{base}-EX00.txt")
     upload = Upload("bench", f"data/{name.filename}", len(text), dt.datetime(2022, 6, 29, 4))
@@ -240,7 +240,7 @@ def main() -> None:
     texts = _header_texts(HEADERS)
     ours_parse, astropy_parse = bench_parse(texts)
     print(f"header parse, {len(texts)} headers of ~120 cards (best of 5, per header):")
-    print(f"  ours (archive.headers):        {ours_parse * 1e6:9.1f} µs")
+    print(f"  ours (archive.formats.headers):        {ours_parse * 1e6:9.1f} µs")
     print(f"  astropy Header.fromstring+dict: {astropy_parse * 1e6:9.1f} µs")
     print(f"  speed-up:                       {astropy_parse / ours_parse:9.1f}x")
 

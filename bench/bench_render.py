@@ -1,7 +1,7 @@
 """The image API's renders: speed and peak memory against a fits2image-style baseline, cache hits, JPGs.
 
 1. A 4096×4096 16-bit frame (sky, noise, 3000 stars) as `.fits.fz` (RICE) and `.fits.bz2`, rendered to
-   200×200: ours (archive.fits_image + archive.render_image: banded float32 reduction, zscale) against a
+   200×200: ours (archive.formats.fits_data + archive.render.picture: banded float32 reduction, zscale) against a
    baseline written the way LCO's fits2image works (whole frame read with astropy, converted to float64,
    median black point and zscale white point from ~2000 strided samples, gamma, Pillow resize). Each runs
    in fresh processes, so its peak RSS (what a Lambda's memory must hold) is its own; the renderers take
@@ -70,10 +70,10 @@ def write_files(directory: Path) -> dict[str, Path]:
 
 
 def ours(path: Path, ext: str, bz2_workers: int | None = None) -> bytes:
-    from archive.fits_image import reduce_fits
-    from archive.render_image import finish, fits_picture
-    from archive.render_params import RenderParams
-    from archive.thumbnails import fit_size
+    from archive.formats.fits_data import reduce_fits
+    from archive.formats.jpeg import fit_size
+    from archive.render.params import RenderParams
+    from archive.render.picture import finish, fits_picture
 
     params = RenderParams(width=BOX[0], height=BOX[1], quality=QUALITY)
     with open(path, "rb") as body:  # what an S3 GET's body is: a stream
@@ -183,7 +183,7 @@ def bench_cache_hit(paths: dict[str, Path]) -> None:
 
     from archive import aws
     from archive.local.provision import provision_bucket
-    from archive.render import render_request
+    from archive.render.api import render_request
     from archive.settings import get_settings
 
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
@@ -213,8 +213,8 @@ def bench_cache_hit(paths: dict[str, Path]) -> None:
 def bench_jpg() -> None:
     from PIL import Image
 
-    from archive.render_image import finish, jpg_picture
-    from archive.render_params import RenderParams
+    from archive.render.params import RenderParams
+    from archive.render.picture import finish, jpg_picture
     from bench.bench_thumbnails import sky_jpeg
 
     data = sky_jpeg(3000, 2000, "L")

@@ -41,9 +41,9 @@ from sqlalchemy.sql import Select
 
 import db
 import migrations
-from archive.filenames import parse_filename
-from archive.headers import parse_header
-from archive.ingest import Upload, store_header
+from archive.formats.filenames import parse_filename
+from archive.formats.headers import parse_header
+from archive.ingest.pipeline import Upload, store_header
 from archive.local.postgres import LocalPostgres
 from bench import frontend_queries as fq
 from bench.bench_ingest import _header_texts

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from archive.thumbnails import make_thumbnail
+from archive.ingest.thumbnails import make_thumbnail
 
 HEIGHT = 128
 QUALITY = 85

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAZY_IMPORTS = {
     "handlers.ingest": [
         "db", "sqlalchemy.dialects.postgresql", "psycopg2", "PIL.Image", "PIL.JpegImagePlugin",
-        "archive.thumbnails", "aws_lambda_powertools.metrics",
+        "archive.ingest.thumbnails", "aws_lambda_powertools.metrics",
     ],
     "handlers.expire": ["db", "sqlalchemy.dialects.postgresql", "psycopg2"],
     "handlers.render": [
@@ -46,9 +46,9 @@ EXERCISES = {
     "handlers.render": (
         "import io\n"
         "from archive import lazy\n"
-        "from archive.fits_image import reduce_fits\n"
-        "from archive.render_image import finish, fits_picture\n"
-        "from archive.render_params import parse_params\n"
+        "from archive.formats.fits_data import reduce_fits\n"
+        "from archive.render.picture import finish, fits_picture\n"
+        "from archive.render.params import parse_params\n"
         "buf = io.BytesIO()\n"
         "pixels = lazy.np.arange(4096, dtype=lazy.np.int16).reshape(64, 64)\n"
         "lazy.fits.HDUList([lazy.fits.PrimaryHDU(), lazy.fits.CompImageHDU(pixels)]).writeto(buf)\n"

@@ -19,8 +19,8 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
 from archive.aws import from_dynamodb
-from archive.expirations import TTL_IDENTITY, expire_exposure
-from archive.filenames import FilenameError
+from archive.formats.filenames import FilenameError
+from archive.ingest.expirations import TTL_IDENTITY, expire_exposure
 from handlers.observability import logger, start_invocation
 
 

@@ -15,9 +15,10 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from archive import database, datastream
+from archive import database
 from archive.errors import RetryableError
-from archive.ingest import Outcome, ingest_upload
+from archive.ingest import datastream
+from archive.ingest.pipeline import Outcome, ingest_upload
 from handlers.observability import logger, start_invocation
 from handlers.s3_events import EventError, is_sqs_batch, uploads_in
 

@@ -4,9 +4,9 @@ Routes, by the event's `routeKey` (the same keys serverless.yml declares; the lo
 front derives them from its route patterns):
 
 - `GET /health`: liveness, touches nothing, never cached;
-- `GET /health/ready`: database, bucket, ingest queue and dead letters (archive.health); 503 naming
+- `GET /health/ready`: database, bucket, ingest queue and dead letters (archive.ops.health); 503 naming
   what fails;
-- `GET /thumbnails/{base_filename}`: an exposure rendered at the size asked (archive.render). JSON
+- `GET /thumbnails/{base_filename}`: an exposure rendered at the size asked (archive.render.api). JSON
   `{url, expires_at, width, height, cached}`, or with `image=true` a 302 to the picture. Errors are
   JSON `{message, …}` with their status (400 naming the parameter, 404, 413, 422, 429, 502, 504).
 
@@ -19,8 +19,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from archive import health, render
-from archive.render_params import RenderError
+from archive.ops import health
+from archive.render import api as render
+from archive.render.params import RenderError
 from archive.settings import get_settings
 from handlers.observability import logger, start_invocation
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from archive.clock import utc_now
 from archive.errors import PermanentError
-from archive.filenames import decode_event_key
-from archive.ingest import Upload
+from archive.formats.filenames import decode_event_key
+from archive.ingest.pipeline import Upload
 
 
 class EventError(PermanentError, ValueError):

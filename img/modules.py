@@ -1,10 +1,12 @@
 """Draws img/modules.png, the README's picture of the modules by room: `python img/modules.py`.
 
-The rooms are who runs the code: the Lambda faces (`handlers/`), the core they ship (`archive/`), the
-table (`db.py`), the operator commands (`archive/cli/`), the local stack (`archive/local/`) and the
-migrations. Arrows are the imports between rooms, read from the code itself (`ast`), so the picture is
-regenerated, never drawn by hand; `ALLOWED` is the rule the picture shows, and tests/unit/test_layout.py
-holds the tree to it.
+The rooms are who runs the code and, inside the core, the feature: the Lambda faces (`handlers/`); the
+core they ship, by feature (`archive/ingest/`, `archive/render/`, `archive/ops/`), over the file formats
+both features read (`archive/formats/`) and the platform (`archive/`: settings, AWS clients, database,
+errors); the table (`db.py`); the operator commands (`archive/cli/`), the local stack (`archive/local/`)
+and the migrations. Ingest and render never import each other. Arrows are the imports between rooms,
+read from the code itself (`ast`), so the picture is regenerated, never drawn by hand; `ALLOWED` is the
+rule the picture shows, and tests/unit/test_layout.py holds the tree to it.
 """
 
 from __future__ import annotations
@@ -19,10 +21,16 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("handlers", "archive", "db.py", "migrations")
 
 # Room -> the rooms it may import. Everything points down, towards the core and the table.
+FEATURES = ("archive/ingest", "archive/render", "archive/ops")
+CORE = {*FEATURES, "archive/formats", "archive", "db.py"}
 ALLOWED = {
-    "archive/cli": {"archive/local", "handlers", "archive", "db.py", "migrations"},
-    "archive/local": {"handlers", "archive", "db.py", "migrations"},
-    "handlers": {"archive", "db.py"},
+    "archive/cli": {"archive/local", "handlers", *CORE, "migrations"},
+    "archive/local": {"handlers", *CORE, "migrations"},
+    "handlers": CORE,
+    "archive/ingest": {"archive/formats", "archive", "db.py"},
+    "archive/render": {"archive/formats", "archive", "db.py"},
+    "archive/ops": {"archive", "db.py"},
+    "archive/formats": {"archive"},
     "archive": {"db.py"},
     "migrations": {"db.py"},  # engines are made by db.py, which maps the plain postgresql:// URL
     "db.py": set(),
@@ -34,7 +42,7 @@ def room_of(module: str) -> str | None:
     parts = module.split(".")
     if module == "archive.__main__":  # `python -m archive`: the command line's entry
         return "archive/cli"
-    if parts[0] == "archive" and len(parts) > 1 and parts[1] in ("cli", "local"):
+    if parts[0] == "archive" and len(parts) > 1 and parts[1] in ("cli", "local", "ingest", "render", "ops", "formats"):
         return f"archive/{parts[1]}"
     if parts[0] in ("archive", "handlers", "migrations"):
         return parts[0]
@@ -95,13 +103,17 @@ def violations() -> list[str]:
 
 # --- drawing -------------------------------------------------------------------------------------------
 
-WIDTH, HEIGHT = 1400, 700
+WIDTH, HEIGHT = 1400, 900
 INK, MUTED, BACKGROUND = (40, 44, 52), (110, 116, 128), (250, 250, 247)
 FILL = {
     "archive/cli": (255, 244, 229),
     "archive/local": (243, 236, 252),
     "handlers": (228, 240, 255),
-    "archive": (232, 246, 236),
+    "archive/ingest": (232, 246, 236),
+    "archive/render": (232, 246, 236),
+    "archive/ops": (232, 246, 236),
+    "archive/formats": (222, 240, 230),
+    "archive": (214, 236, 224),
     "db.py": (255, 236, 236),
     "migrations": (238, 238, 238),
 }
@@ -110,11 +122,15 @@ PLACES = {
     "archive/cli": (60, 30, 1280, 80),
     "archive/local": (60, 180, 620, 100),
     "handlers": (720, 180, 620, 100),
-    "archive": (60, 360, 1280, 110),
-    "db.py": (360, 560, 320, 80),
-    "migrations": (720, 560, 320, 80),
+    "archive/ingest": (60, 340, 500, 110),
+    "archive/render": (600, 340, 440, 110),
+    "archive/ops": (1080, 340, 260, 110),
+    "archive/formats": (60, 520, 1280, 80),
+    "archive": (60, 650, 1280, 80),
+    "db.py": (360, 790, 320, 70),
+    "migrations": (720, 790, 320, 70),
 }
-SHIPPED = {"handlers", "archive", "db.py"}
+SHIPPED = {"handlers", *CORE}
 
 
 def _modules_by_room() -> dict[str, list[str]]:

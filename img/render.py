@@ -2,7 +2,7 @@
 
 A simulated 1536×1024 exposure (the site simulator's sky, with a faint nebula so the stretch has
 something to show) is written as a `.fits.bz2`, then rendered by the very code the API runs
-(archive.fits_image + archive.render_image): left, the FITS data as it is, scaled from its minimum to
+(archive.formats.fits_data + archive.render.picture): left, the FITS data as it is, scaled from its minimum to
 its maximum (what a plain viewer shows); middle, `GET /thumbnails/{base}?width=360&label=…` (zscale);
 right, `color=true` from three frames of one smart stack through rp, gp and B.
 """
@@ -20,11 +20,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from archive.fits_image import reduce_fits  # noqa: E402 - the repository root is put on the path first
+from archive.formats.fits_data import reduce_fits  # noqa: E402 - the repository root is put on the path first
+from archive.formats.jpeg import fit_size  # noqa: E402
 from archive.local.simulate import FILTER_BANDS, star_field  # noqa: E402
-from archive.render_image import finish, fits_picture  # noqa: E402
-from archive.render_params import RenderParams  # noqa: E402
-from archive.thumbnails import fit_size  # noqa: E402
+from archive.render.params import RenderParams  # noqa: E402
+from archive.render.picture import finish, fits_picture  # noqa: E402
 
 SHAPE = (1024, 1536)
 PANEL = 360

@@ -1,6 +1,6 @@
 """`python -m archive bucket configure --stage …`: point the upload bucket at the ingest queue.
 
-What the bucket must hold, and how a change is planned safely, is `archive.bucket_config`.
+What the bucket must hold, and how a change is planned safely, is `archive.ops.bucket_config`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import argparse
 import os
 
 from archive.aws import client
-from archive.bucket_config import NOTIFIED_PREFIXES, BucketConfigError, apply, plan, read_bucket
+from archive.ops.bucket_config import NOTIFIED_PREFIXES, BucketConfigError, apply, plan, read_bucket
 from archive.settings import load_settings
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from archive.clock import utc_now
-from archive.expirations import cancel_expiry
-from archive.filenames import FilenameError
+from archive.formats.filenames import FilenameError
+from archive.ingest.expirations import cancel_expiry
 
 
 def run_cancel(args: argparse.Namespace) -> int:

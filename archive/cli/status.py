@@ -19,9 +19,10 @@ from sqlalchemy import func, select
 
 import db
 from archive import database
+from archive.ingest.uploads_log import attempt_order, processed_seconds, scan_items
 from archive.local.target import add_env_file_argument, load_target
-from archive.queues import queue_depths
-from archive.uploads_log import STATUSES, attempt_order, processed_seconds, scan_items
+from archive.ops.queues import queue_depths
+from archive.statuses import STATUSES
 
 
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:

@@ -35,7 +35,8 @@ from tqdm import tqdm
 import db
 from archive import database
 from archive.aws import client, from_dynamodb
-from archive.filenames import parse_key
+from archive.formats.filenames import parse_key
+from archive.ingest.uploads_log import newest_attempts, scan_items
 from archive.local import viewer
 from archive.local.contact_sheet import contact_sheet
 from archive.local.image_checks import check_render
@@ -43,7 +44,7 @@ from archive.local.simulate import Exposure, SimulationResult, SiteRun, UploadRe
 from archive.local.stack import LocalStack, StackOptions
 from archive.local.worker import Delivery
 from archive.settings import get_settings
-from archive.uploads_log import INGESTED, newest_attempts, scan_items
+from archive.statuses import INGESTED
 
 DEMO_SITES = ("tst", "mrc")
 COLOUR_FILTERS = ("rp", "gp", "B")

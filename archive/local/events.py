@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote_plus
 
-from archive.expirations import TTL_IDENTITY
+from archive.ingest.expirations import TTL_IDENTITY
 
 # What DynamoDB puts in `userIdentity` of a stream record for a deletion made by TTL.
 

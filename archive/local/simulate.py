@@ -39,7 +39,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from archive.aws import client
-from archive.filenames import parse_key
+from archive.formats.filenames import parse_key
 from archive.settings import get_settings
 
 FILE_LETTERS = {

@@ -35,7 +35,7 @@ from sqlalchemy import text
 
 import db
 import migrations
-from archive import aws, bucket_config
+from archive import aws
 from archive.aws import client
 from archive.local import viewer
 from archive.local.api import LocalApi, Route, lambda_routes
@@ -45,6 +45,7 @@ from archive.local.postgres import LocalPostgres, PostgresUnavailable
 from archive.local.provision import provision_bucket, provision_queues, provision_tables
 from archive.local.sweeper import StreamHandler, TtlSweeper, describe_ttl_tables
 from archive.local.worker import Delivery, Handler, IngestWorker
+from archive.ops import bucket_config
 from archive.settings import get_settings
 from handlers import render as render_handler
 from handlers.expire import handler as expire_handler

@@ -5,7 +5,7 @@ front (archive.local.api) beside the image service, so there is one server and o
 
 The JSON endpoints read what photonranch-api reads and nothing else: the `images` table (db), the
 `recent-uploads-log`, `info-images` and `data-expiration-tracker` tables and the bucket, each through
-the module that writes it (archive.uploads_log, archive.info_images, archive.expirations), so no
+the module that writes it (archive.ingest.uploads_log, archive.ingest.info_images, archive.ingest.expirations), so no
 contract is copied here. They shape it as photonranch-api and the frontend do: exposures with a medium
 JPG, newest first, smart stacks collapsed to their last frame, RA in sexagesimal hours. The queue depths
 are the ones `python -m archive status` prints.
@@ -29,13 +29,13 @@ from urllib.parse import quote, urlencode
 import db
 from archive import database
 from archive.aws import client
-from archive.expirations import list_exposure_objects, scheduled_expiries
-from archive.filenames import S3_DIRECTORIES, FilenameError, is_site, parse_base_filename
-from archive.info_images import site_channels as read_channels
+from archive.formats.filenames import S3_DIRECTORIES, UNKNOWN_SITE, FilenameError, is_site, parse_base_filename
+from archive.ingest.expirations import list_exposure_objects, scheduled_expiries
+from archive.ingest.info_images import site_channels as read_channels
+from archive.ingest.uploads_log import logged_sites, recent_uploads
 from archive.local.api import Route, json_response
-from archive.queues import queue_depths
+from archive.ops.queues import queue_depths
 from archive.settings import get_settings
-from archive.uploads_log import UNKNOWN_SITE, logged_sites, recent_uploads
 
 PREFIX = "/viewer"
 STATIC_DIR = Path(__file__).with_name("viewer")

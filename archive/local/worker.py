@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from archive.filenames import decode_event_key
+from archive.formats.filenames import decode_event_key
 from archive.local.events import LambdaContext, failed_message_ids, sqs_event
 from archive.local.loop import BackgroundLoop
 from handlers.ingest import handler

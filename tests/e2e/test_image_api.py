@@ -163,7 +163,7 @@ def test_the_cache_is_hit_from_another_process_with_another_hash_seed(stack, exp
     assert status == 200
     program = (
         "import json, sys\n"
-        "from archive.render import render_request\n"
+        "from archive.render.api import render_request\n"
         f"result = render_request({exposure!r}, {query!r})\n"
         "print(json.dumps(result.as_json()))\n"
     )

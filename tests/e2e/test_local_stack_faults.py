@@ -22,13 +22,14 @@ from sqlalchemy import select
 import db
 from archive import aws, database
 from archive.cli import main
+from archive.ingest.uploads_log import newest_attempts, scan_items
 from archive.local.demo import DeliveryLog, expected_keys
 from archive.local.ports import free_port, steady_port
 from archive.local.postgres import LocalPostgres
 from archive.local.simulate import SiteRun, simulate
 from archive.local.stack import LocalStack, StackOptions, format_env_file, parse_env_file
 from archive.settings import get_settings
-from archive.uploads_log import INGESTED, newest_attempts, scan_items
+from archive.statuses import INGESTED
 from handlers import observability
 from tests.waiting import wait_until
 

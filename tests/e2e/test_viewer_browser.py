@@ -28,12 +28,12 @@ from sqlalchemy import text
 
 from archive import aws
 from archive.database import get_engine
+from archive.ingest.uploads_log import recent_uploads
 from archive.local import viewer
 from archive.local.demo import COLOUR_FILTERS, DeliveryLog, expected_keys
 from archive.local.simulate import SimulationResult, SiteRun, simulate
 from archive.local.stack import LocalStack, StackOptions
 from archive.settings import get_settings
-from archive.uploads_log import recent_uploads
 from tests.waiting import wait_until
 
 sync_api = pytest.importorskip(

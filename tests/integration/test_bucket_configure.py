@@ -7,8 +7,8 @@ import json
 import pytest
 
 from archive import aws
-from archive.bucket_config import LIFECYCLE_RULES, plan
 from archive.cli import main
+from archive.ops.bucket_config import LIFECYCLE_RULES, plan
 from archive.settings import get_settings
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import text
 import db
 from archive import aws
 from archive.database import get_engine
-from archive.ingest import Upload, ingest_upload
+from archive.ingest.pipeline import Upload, ingest_upload
 from archive.settings import get_settings
 from tests import samples
 

@@ -21,10 +21,10 @@ from sqlalchemy.engine import make_url
 import db
 from archive import aws, database
 from archive.cli import main, migrate
-from archive.ingest import Upload, ingest_upload
+from archive.ingest.pipeline import Upload, ingest_upload
+from archive.ingest.uploads_log import newest_attempts, scan_items
 from archive.local.ports import free_port
 from archive.settings import get_settings
-from archive.uploads_log import newest_attempts, scan_items
 from handlers.ingest import handler
 from tests import samples
 from tests.samples import sqs_event_for
@@ -112,7 +112,7 @@ def failed_header_ingest(caplog: pytest.LogCaptureFixture) -> tuple[BaseExceptio
     """Ingest a header text that must fail: the exception raised and the upload log's reason."""
     s3, bucket = aws.client("s3"), get_settings().bucket
     key, size = header_upload(s3, bucket)
-    with caplog.at_level(logging.ERROR, logger="archive.ingest"), pytest.raises(Exception) as caught:  # noqa: PT011
+    with caplog.at_level(logging.ERROR, logger="archive.ingest.pipeline"), pytest.raises(Exception) as caught:  # noqa: PT011
         ingest_upload(Upload(bucket, key, size, UPLOADED))
     return caught.value, newest_attempts(scan_items())[key]["reason"]
 

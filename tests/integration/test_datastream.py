@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from archive import aws, datastream
-from archive.datastream import Notification, notify
+from archive import aws
+from archive.ingest import datastream
+from archive.ingest.datastream import Notification, notify
 
 BASE = "sro-kb001ms-20220629-00010442"
 

@@ -12,8 +12,8 @@ import db
 from archive import aws
 from archive.cli import main
 from archive.database import get_engine
-from archive.expirations import ExpiryError, expire_exposure, schedule_expiry
-from archive.filenames import FilenameError, parse_base_filename, parse_filename
+from archive.formats.filenames import FilenameError, parse_base_filename, parse_filename
+from archive.ingest.expirations import ExpiryError, expire_exposure, schedule_expiry
 from archive.settings import get_settings
 
 NOW = dt.datetime(2022, 6, 29, 3, 12, 45)

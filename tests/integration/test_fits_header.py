@@ -17,8 +17,8 @@ from botocore.exceptions import ClientError
 
 from archive import aws
 from archive.errors import ObjectMissing
-from archive.fits_header import read_fits_header
-from archive.headers import HeaderError
+from archive.formats.fits_header import read_fits_header
+from archive.formats.headers import HeaderError
 from tests.unit.test_headers import assert_same_as
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:astropy.*")

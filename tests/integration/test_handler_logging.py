@@ -55,10 +55,10 @@ def test_interleaved_ingest_and_expire_invocations_each_stamp_only_their_own_lin
 
     lines = log_lines()
     core = [line for line in lines if str(line.get("name", "")).startswith("archive.")]
-    assert {line["name"] for line in core} >= {"archive.ingest", "archive.expirations"}
+    assert {line["name"] for line in core} >= {"archive.ingest.pipeline", "archive.ingest.expirations"}
     for line in lines:
-        function = "ingest" if line.get("name") == "archive.ingest" else "expire" \
-            if line.get("name") == "archive.expirations" else line.get("function")
+        function = "ingest" if line.get("name") == "archive.ingest.pipeline" else "expire" \
+            if line.get("name") == "archive.ingest.expirations" else line.get("function")
         assert line.get("function") == function, line
         assert str(line.get("correlation_id", "")).startswith(f"{function}-"), line
         assert line.get("service") == observability.SERVICE

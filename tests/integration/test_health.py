@@ -1,4 +1,4 @@
-"""Liveness and readiness of the image API (handlers/render.py + archive/health.py), against moto and
+"""Liveness and readiness of the image API (handlers/render.py + archive/ops/health.py), against moto and
 the real test database."""
 
 from __future__ import annotations
@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import time
 
-from archive import aws, health
+from archive import aws
+from archive.ops import health
 from handlers import render
 from tests.apigw import apigw_event
 

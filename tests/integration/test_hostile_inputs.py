@@ -30,9 +30,9 @@ from archive import aws
 from archive.database import get_engine
 from archive.errors import PermanentError
 from archive.failures import classify
-from archive.ingest import Upload, ingest_upload
+from archive.ingest.pipeline import Upload, ingest_upload
 from archive.settings import get_settings
-from archive.uploads_log import FAILED, INGESTED, REJECTED
+from archive.statuses import FAILED, INGESTED, REJECTED
 from tests.hostile import card, declaring, fz_file, header_block, jpeg, with_metadata
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -165,7 +165,7 @@ def test_generated_garbage_headers_get_a_reason_a_flag_and_only_well_formed_rang
 
 RANGE_IGNORING_READER = """
 import json, sys
-from archive.fits_header import read_fits_header
+from archive.formats.fits_header import read_fits_header
 try:
     read_fits_header("photonranch-001", "data/hst-kb001ms-20220629-00000001-EX10.fits.fz")
     result = "read"
@@ -232,7 +232,7 @@ def test_a_server_that_ignores_the_range_is_read_only_up_to_the_header_budget():
 
 THUMBNAIL_CHILD = """
 import json, sys
-from archive.thumbnails import make_thumbnail
+from archive.ingest.thumbnails import make_thumbnail
 data = open(sys.argv[1], "rb").read()
 try:
     result = f"thumbnail {len(make_thumbnail(data))} bytes"
@@ -245,19 +245,19 @@ print(json.dumps({"result": result, "peak_mib": int(hwm) / 1024}))
 # (name, maker, expected start of the result). The 10000×10000 progressive files are the ~1 kB bombs
 # that drove a process to 230-800 MiB before the decode budget.
 HOSTILE_JPEGS = [
-    ("progressive-gray-10000", lambda: declaring(jpeg("L", progressive=True), 10000, 10000), "ThumbnailError rejected"),
+    ("progressive-gray-10000", lambda: declaring(jpeg("L", progressive=True), 10000, 10000), "JpegError rejected"),
     ("progressive-rgb420-10000", lambda: declaring(jpeg("RGB", progressive=True), 10000, 10000),
-     "ThumbnailError rejected"),
+     "JpegError rejected"),
     ("progressive-rgb444-10000", lambda: declaring(jpeg("RGB", progressive=True, subsampling=0), 10000, 10000),
-     "ThumbnailError rejected"),
+     "JpegError rejected"),
     ("progressive-cmyk-10000", lambda: declaring(jpeg("CMYK", progressive=True), 10000, 10000),
-     "ThumbnailError rejected"),
+     "JpegError rejected"),
     ("progressive-rgb444-4500-within-budget",
      lambda: declaring(jpeg("RGB", progressive=True, subsampling=0), 4500, 4500), "thumbnail"),
     ("baseline-cmyk-10000", lambda: declaring(jpeg("CMYK"), 10000, 10000), "thumbnail"),
-    ("declared-65500-square", lambda: declaring(jpeg("L", progressive=True), 65500, 65500), "ThumbnailError failed"),
-    ("metadata-60-mib", lambda: with_metadata(jpeg("RGB"), 60 * MIB), "ThumbnailError rejected"),
-    ("twelve-bit", lambda: declaring(jpeg("L"), 16, 16, precision=12), "ThumbnailError failed"),
+    ("declared-65500-square", lambda: declaring(jpeg("L", progressive=True), 65500, 65500), "JpegError failed"),
+    ("metadata-60-mib", lambda: with_metadata(jpeg("RGB"), 60 * MIB), "JpegError rejected"),
+    ("twelve-bit", lambda: declaring(jpeg("L"), 16, 16, precision=12), "JpegError failed"),
     ("near-the-byte-limit", lambda: jpeg("RGB", (4000, 4000), subsampling=0, quality=100), "thumbnail"),
 ]
 

@@ -8,8 +8,8 @@ import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
 from archive import aws
-from archive.filenames import parse_key
-from archive.info_images import NoChannel, apply_info_file
+from archive.formats.filenames import parse_key
+from archive.ingest.info_images import NoChannel, apply_info_file
 from archive.settings import get_settings
 
 NOW = dt.datetime(2022, 6, 29, 3, 12, 45)

@@ -13,8 +13,9 @@ import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
 import db
-from archive import aws, datastream
+from archive import aws
 from archive.database import database_url, get_engine
+from archive.ingest import datastream
 from archive.settings import get_settings
 from handlers.ingest import handler
 from tests import samples

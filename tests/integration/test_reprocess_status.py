@@ -27,7 +27,7 @@ from archive.cli.resumable import Checkpoint, Interrupted
 from archive.cli.status import counts_by_site, format_table, recent, status_table
 from archive.database import get_engine
 from archive.local.simulate import make_exposure, render_files
-from archive.queues import queue_depths
+from archive.ops.queues import queue_depths
 from archive.settings import get_settings
 
 UTC = dt.UTC

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from PIL import Image, ImageCms
 
 from archive import aws
-from archive.thumbnails import ThumbnailError, make_thumbnail, thumbnail_size, to_jpeg_mode, write_thumbnail
+from archive.formats.jpeg import JpegError, to_jpeg_mode
+from archive.ingest.thumbnails import make_thumbnail, thumbnail_size, write_thumbnail
 from bench.bench_thumbnails import naive_resized, sky_jpeg
 
 MEDIUM_KEY = "data/sro-kb001ms-20220629-00010442-EX10.jpg"
@@ -42,8 +43,8 @@ def opened(data: bytes) -> Image.Image:
     return image
 
 
-def failure(data: bytes, **kwargs: object) -> ThumbnailError:
-    with pytest.raises(ThumbnailError) as caught:
+def failure(data: bytes, **kwargs: object) -> JpegError:
+    with pytest.raises(JpegError) as caught:
         make_thumbnail(data, **kwargs)
     return caught.value
 
@@ -246,7 +247,7 @@ def test_damaged_jpeg_gives_a_thumbnail_or_a_thumbnail_error_never_anything_else
         damaged[position] = value
     try:
         out = make_thumbnail(bytes(damaged[:cut]))
-    except ThumbnailError as error:
+    except JpegError as error:
         assert error.status in ("failed", "rejected") and error.reason
     else:
         assert opened(out).height <= 128
@@ -296,7 +297,7 @@ def test_same_input_gives_identical_bytes():
 
 
 def test_importing_the_module_does_not_import_pillow():
-    code = "import sys, archive.thumbnails; print('PIL' in sys.modules)"
+    code = "import sys, archive.ingest.thumbnails; print('PIL' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 
@@ -330,7 +331,7 @@ def test_write_thumbnail_uses_height_quality_and_cache_control_from_settings(s3,
 
 def test_write_thumbnail_of_corrupt_medium_raises_and_writes_nothing(s3, bucket):
     s3.put_object(Bucket=bucket, Key=MEDIUM_KEY, Body=b"\xff\xd8\xff\xe0 not really")
-    with pytest.raises(ThumbnailError):
+    with pytest.raises(JpegError):
         write_thumbnail(bucket, MEDIUM_KEY, SMALL_KEY)
     assert s3.list_objects_v2(Bucket=bucket, Prefix=SMALL_KEY).get("KeyCount") == 0
 
@@ -345,7 +346,7 @@ def test_write_thumbnail_refuses_a_medium_over_the_byte_limit_before_reading_it(
     body = sky_jpeg(1536, 1024, "RGB")
     s3.put_object(Bucket=bucket, Key=MEDIUM_KEY, Body=body)
     settings_env(THUMBNAIL_MAX_BYTES=str(len(body) - 1))
-    with pytest.raises(ThumbnailError) as caught:
+    with pytest.raises(JpegError) as caught:
         write_thumbnail(bucket, MEDIUM_KEY, SMALL_KEY)
     assert caught.value.status == "failed" and "byte limit" in caught.value.reason
     assert aws.client("s3").list_objects_v2(Bucket=bucket, Prefix=SMALL_KEY).get("KeyCount") == 0

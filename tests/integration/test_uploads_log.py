@@ -17,10 +17,10 @@ from archive import aws
 from archive.cli.reprocess import list_objects, replay_through_handler, selected
 from archive.cli.status import recent
 from archive.clock import epoch_seconds, utc_now
-from archive.ingest import Upload, ingest_upload
+from archive.ingest.pipeline import Upload, ingest_upload
+from archive.ingest.uploads_log import newest_attempts, record_upload, scan_items
 from archive.local.ports import free_port
 from archive.settings import get_settings
-from archive.uploads_log import newest_attempts, record_upload, scan_items
 from handlers import observability
 from tests import samples
 

@@ -13,11 +13,11 @@ import pytest
 import db
 from archive import aws
 from archive.database import get_engine
-from archive.expirations import cancel_expiry
+from archive.formats.filenames import UNKNOWN_SITE
+from archive.ingest.expirations import cancel_expiry
 from archive.local import viewer
 from archive.local.api import dispatch
 from archive.settings import get_settings
-from archive.uploads_log import UNKNOWN_SITE
 from handlers.ingest import handler as ingest
 from tests import samples
 

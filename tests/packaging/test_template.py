@@ -380,7 +380,7 @@ def test_each_zip_holds_its_handler_compiled_for_the_runtime(functions):
         # Operator commands and the local stack are never shipped (they need numpy, astropy, moto).
         tooling = [n for n in names if n.startswith(("archive/cli/", "archive/local/"))]
         assert tooling == [], (function_id, tooling[:5])
-        assert "archive/ingest.py" in names and "db.py" in names, function_id
+        assert "archive/ingest/pipeline.py" in names and "db.py" in names, function_id
         budget = {"handlers/ingest": INGEST_BUDGET, "handlers/render": RENDER_BUDGET}.get(module, LAMBDA_UNZIPPED_LIMIT)
         assert size <= budget, (function_id, size)
         fits_reader = [n for n in names if n.startswith(("astropy/", "numpy/"))]

@@ -7,7 +7,7 @@ import bz2
 import numpy as np
 import pytest
 
-from archive.bz2_blocks import Bz2Error, block_spans, decompress, single_block_stream
+from archive.formats.bz2_blocks import Bz2Error, block_spans, decompress, single_block_stream
 
 # Incompressible enough that level 1 (100 kB blocks) makes several blocks of ~400 kB of data.
 DATA = np.random.default_rng(7).normal(1000, 30, 200_000).astype(">i2").tobytes()

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from archive.filenames import (
+from archive.formats.filenames import (
     EXTENSIONS,
     FilenameError,
     ParsedName,

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import db
-from archive.headers import Header, HeaderError, capture_date, header_columns, parse_header
+from archive.formats.headers import Header, HeaderError, capture_date, header_columns, parse_header
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:astropy.*")
 

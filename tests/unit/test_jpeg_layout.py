@@ -1,4 +1,4 @@
-"""A JPEG's layout read from its markers, and the decode memory estimated from it (archive/jpeg_layout.py).
+"""A JPEG's layout read from its markers, and the decode memory estimated from it (archive/formats/jpeg_layout.py).
 
 The estimate is checked against libjpeg's own sizing; tests/integration/test_hostile_inputs.py measures
 the real peak memory of decoding in a subprocess.
@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from archive.jpeg_layout import JpegLayoutError, coefficient_bytes, decode_bytes, draft_scale, read_layout
+from archive.formats.jpeg_layout import JpegLayoutError, coefficient_bytes, decode_bytes, draft_scale, read_layout
 from tests.hostile import declaring, jpeg, with_metadata
 
 MIB = 2**20

@@ -25,11 +25,37 @@ def test_db_module_imports_nothing_of_the_archive():
 def test_the_reader_sees_an_upward_import(tmp_path, monkeypatch):
     core = tmp_path / "archive"
     core.mkdir()
-    (core / "ingest.py").write_text("from archive.cli import reprocess\nimport handlers.ingest\nimport db\n")
+    (core / "aws.py").write_text("from archive.cli import reprocess\nimport handlers.ingest\nimport db\n")
     monkeypatch.setattr(modules, "ROOT", tmp_path)
     monkeypatch.setattr(modules, "SOURCES", ("archive",))
     assert modules.violations() == [
-        "archive/ingest.py imports archive.cli (archive -> archive/cli)",
-        "archive/ingest.py imports archive.cli.reprocess (archive -> archive/cli)",
-        "archive/ingest.py imports handlers.ingest (archive -> handlers)",
+        "archive/aws.py imports archive.cli (archive -> archive/cli)",
+        "archive/aws.py imports archive.cli.reprocess (archive -> archive/cli)",
+        "archive/aws.py imports handlers.ingest (archive -> handlers)",
+    ]
+
+
+def test_features_stay_apart_and_formats_import_neither():
+    """Ingest never imports render nor the reverse; formats and the platform import no feature."""
+    for feature in modules.FEATURES:
+        others = set(modules.FEATURES) - {feature}
+        assert not others & modules.ALLOWED[feature], feature
+    for lower in ("archive/formats", "archive"):
+        assert not set(modules.FEATURES) & modules.ALLOWED[lower], lower
+
+
+def test_the_reader_sees_a_crossing_between_features(tmp_path, monkeypatch):
+    for room in ("ingest", "render", "formats"):
+        (tmp_path / "archive" / room).mkdir(parents=True)
+    (tmp_path / "archive" / "render" / "api.py").write_text("from archive.ingest.thumbnails import make_thumbnail\n")
+    (tmp_path / "archive" / "ingest" / "pipeline.py").write_text("from archive.render import api\n")
+    (tmp_path / "archive" / "formats" / "jpeg.py").write_text("import archive.ingest.uploads_log\n")
+    monkeypatch.setattr(modules, "ROOT", tmp_path)
+    monkeypatch.setattr(modules, "SOURCES", ("archive",))
+    assert modules.violations() == [
+        "archive/formats/jpeg.py imports archive.ingest.uploads_log (archive/formats -> archive/ingest)",
+        "archive/ingest/pipeline.py imports archive.render (archive/ingest -> archive/render)",
+        "archive/ingest/pipeline.py imports archive.render.api (archive/ingest -> archive/render)",
+        "archive/render/api.py imports archive.ingest.thumbnails (archive/render -> archive/ingest)",
+        "archive/render/api.py imports archive.ingest.thumbnails.make_thumbnail (archive/render -> archive/ingest)",
     ]

@@ -6,7 +6,7 @@ import datetime as dt
 
 from botocore.credentials import Credentials, RefreshableCredentials
 
-from archive.presign import SIGV4_MAX_SECONDS, credential_expiry, honest_lifetime
+from archive.render.presign import SIGV4_MAX_SECONDS, credential_expiry, honest_lifetime
 
 NOW = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)
 

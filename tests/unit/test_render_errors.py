@@ -9,8 +9,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from archive.database import DatabaseConfigError
 from archive.errors import PermanentError, TemporaryError
-from archive.render import upstream_errors
-from archive.render_params import BadParameter, NotFound, Throttled, UpstreamFailed, UpstreamTimeout
+from archive.render.api import upstream_errors
+from archive.render.params import BadParameter, NotFound, Throttled, UpstreamFailed, UpstreamTimeout
 
 
 def client_error(code: str, status: int) -> ClientError:

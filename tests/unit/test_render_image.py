@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from archive.fits_image import Reduced
-from archive.render_image import centre_crop, draw_label, fits_picture
-from archive.render_params import RenderParams, Unrenderable
-from archive.thumbnails import fit_size
+from archive.formats.fits_data import Reduced
+from archive.formats.jpeg import fit_size
+from archive.render.params import RenderParams, Unrenderable
+from archive.render.picture import centre_crop, draw_label, fits_picture
 
 
 @pytest.mark.parametrize("size,box,expected", [

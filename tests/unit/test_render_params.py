@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from archive.render_params import BadParameter, RenderParams, SourceRef, cache_key, canonical_document, parse_params
+from archive.render.params import BadParameter, RenderParams, SourceRef, cache_key, canonical_document, parse_params
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = "sro-kb001ms-20220629-00010442"
@@ -87,7 +87,7 @@ def test_fits_only_options_do_not_split_the_cache_of_a_jpg_render():
 
 def test_the_cache_key_is_the_same_in_every_process_whatever_the_hash_seed():
     program = (
-        "from archive.render_params import cache_key, parse_params, SourceRef\n"
+        "from archive.render.params import cache_key, parse_params, SourceRef\n"
         f"print(cache_key({BASE!r}, parse_params({{'width': '300', 'label': 'M 42', 'stretch': 'asinh'}}),"
         f" (SourceRef('data/{BASE}-EX10.fits', '\"abc\"', 100),), True))"
     )

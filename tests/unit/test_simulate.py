@@ -12,8 +12,8 @@ import pytest
 from astropy.io import fits
 from PIL import Image
 
-from archive.filenames import parse_key
-from archive.headers import capture_date, header_columns, parse_header
+from archive.formats.filenames import parse_key
+from archive.formats.headers import capture_date, header_columns, parse_header
 from archive.local.simulate import (
     FILE_LETTERS,
     airmass,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from astropy.visualization import AsinhStretch, PowerStretch, ZScaleInterval
 
-from archive.stretch import NoFiniteData, stretch, stretch_limits, zscale_limits
+from archive.render.stretch import NoFiniteData, stretch, stretch_limits, zscale_limits
 
 
 def sky(seed: int = 1, shape: tuple[int, int] = (240, 320), stars: int = 60) -> np.ndarray:

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from archive import fits_image
-from archive.fits_image import BlockMeans, Layout, reduce_fits, reduction_factor
-from archive.render_params import TooLarge, Unrenderable
+from archive.errors import TooLarge, Unreadable
+from archive.formats import fits_data
+from archive.formats.fits_data import BlockMeans, Layout, reduce_fits, reduction_factor
 
 BUDGET = dict(max_pixels=10**8, header_limit=2880 * 100)
 
@@ -112,7 +112,7 @@ def test_an_image_in_the_first_extension_is_found_when_the_primary_is_empty():
 def test_a_cube_of_one_plane_is_an_image_and_of_several_is_refused():
     plane = frame((20, 30))
     assert reduce(as_bytes([fits.PrimaryHDU(plane[None])]), "fits", (30, 20)).data.shape == (20, 30)
-    with pytest.raises(Unrenderable, match="3-D cube"):
+    with pytest.raises(Unreadable, match="3-D cube"):
         reduce(as_bytes([fits.PrimaryHDU(np.stack([plane, plane, plane]))]), "fits")
 
 
@@ -130,7 +130,7 @@ def test_a_cube_of_one_plane_is_an_image_and_of_several_is_refused():
     (as_bytes([fits.PrimaryHDU(frame((10, 10)))]), "fits.fz", "no tile-compressed image"),
 ])
 def test_unrenderable_data_is_refused_with_the_reason(body, ext, match):
-    with pytest.raises(Unrenderable, match=match):
+    with pytest.raises(Unreadable, match=match):
         reduce(body, ext)
 
 
@@ -148,7 +148,7 @@ def test_frames_over_the_pixel_budget_are_refused_before_their_data_is_read():
 def test_band_boundaries_do_not_change_the_means(monkeypatch):
     data = frame((97, 53))
     expected = reduce(containers(data)["fits"], "fits", (10, 10)).data
-    monkeypatch.setattr(fits_image, "BAND_BYTES", 1)  # the smallest band: one block of 5 rows
+    monkeypatch.setattr(fits_data, "BAND_BYTES", 1)  # the smallest band: one block of 5 rows
     np.testing.assert_array_equal(reduce(containers(data)["fits"], "fits", (10, 10)).data, expected)
     means = BlockMeans(Layout(53, 97), 5)
     for start in range(0, 97, 7):  # bands that do not line up with blocks

@@ -26,7 +26,7 @@ from sqlalchemy import text
 
 from archive.aws import client
 from archive.database import get_engine
-from archive.queues import queue_attributes
+from archive.ops.queues import queue_attributes
 from archive.settings import get_settings
 
 DEADLINE_SECONDS = 5.0

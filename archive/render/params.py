@@ -23,8 +23,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from archive import errors
 from archive.errors import ArchiveError, PermanentError, TemporaryError
-from archive.filenames import FilenameError, parse_base_filename
+from archive.formats.filenames import FilenameError, parse_base_filename
 
 RENDER_VERSION = 1
 SIZE_RANGE = (16, 4000)
@@ -71,11 +72,11 @@ class NotFound(RenderError, PermanentError):
     http_status = 404
 
 
-class TooLarge(RenderError, PermanentError):
+class TooLarge(RenderError, errors.TooLarge):
     http_status = 413
 
 
-class Unrenderable(RenderError, PermanentError):
+class Unrenderable(RenderError, errors.Unreadable):
     http_status = 422
 
 

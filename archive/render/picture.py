@@ -1,9 +1,9 @@
 """Pixels to picture: reduced FITS frames or a medium JPG -> the JPEG the image API serves.
 
 - Size: the picture fits inside the requested box, keeps the frame's aspect and is never enlarged
-  (`archive.thumbnails.fit_size`, as the ingest thumbnails).
-- FITS: each frame (already reduced to about that size, archive.fits_image) is stretched
-  (archive.stretch), resampled with Lanczos in float32, and flipped vertically: FITS rows run from the
+  (`archive.formats.jpeg.fit_size`, as the ingest thumbnails).
+- FITS: each frame (already reduced to about that size, archive.formats.fits_data) is stretched
+  (archive.render.stretch), resampled with Lanczos in float32, and flipped vertically: FITS rows run from the
   bottom of the sky up, pictures from the top down.
 - Colour: red, green and blue frames are stretched each on its own statistics; frames of different
   shapes are each fitted to the box and then cropped about their centres to the size they share.
@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from archive import lazy
-from archive.fits_image import Reduced
-from archive.render_params import RenderParams, Unrenderable
-from archive.stretch import NoFiniteData, stretch
-from archive.thumbnails import ThumbnailError, decode_jpeg, encode_jpeg, fit_size
+from archive.formats.fits_data import Reduced
+from archive.formats.jpeg import JpegError, decode_jpeg, encode_jpeg, fit_size
+from archive.render.params import RenderParams, Unrenderable
+from archive.render.stretch import NoFiniteData, stretch
 
 LABEL_MIN_PX = 7
 LABEL_MAX_PX = 48
@@ -71,7 +71,7 @@ def jpg_picture(data: bytes, params: RenderParams, max_pixels: int) -> lazy.Imag
     """A medium JPG fitted to the box (decoded at a reduced scale where libjpeg can)."""
     try:
         return decode_jpeg(data, lambda w, h: fit_size(w, h, *params.box), max_pixels=max_pixels)
-    except ThumbnailError as exc:
+    except JpegError as exc:
         raise Unrenderable(f"the JPG cannot be rendered: {exc.reason}") from exc
 
 

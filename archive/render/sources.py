@@ -28,8 +28,8 @@ from functools import lru_cache
 import db
 from archive.aws import client
 from archive.database import get_engine
-from archive.filenames import FilenameError, ParsedName, parse_base_filename, parse_filename
-from archive.render_params import BadParameter, NotFound, RenderParams, SourceRef, TooLarge
+from archive.formats.filenames import FilenameError, ParsedName, parse_base_filename, parse_filename
+from archive.render.params import BadParameter, NotFound, RenderParams, SourceRef, TooLarge
 
 DIRECTORY = "data"
 MEDIUM_JPG = ("10", "13")

@@ -27,11 +27,10 @@ import db
 from archive import database
 from archive.aws import client
 from archive.clock import utc_now
-from archive.datastream import Notification
 from archive.errors import RetryableError, TemporaryError
-from archive.expirations import schedule_expiry
 from archive.failures import classify
-from archive.filenames import (
+from archive.formats.filenames import (
+    UNKNOWN_SITE,
     FilenameError,
     FileRole,
     ParsedKey,
@@ -41,12 +40,15 @@ from archive.filenames import (
     site_of,
     thumbnail_name,
 )
-from archive.fits_header import read_fits_header
-from archive.headers import HeaderError, capture_date, header_columns, parse_header
-from archive.info_images import apply_info_file, file_fields, find_channel, fit_header
+from archive.formats.fits_header import read_fits_header
+from archive.formats.headers import HeaderError, capture_date, header_columns, parse_header
+from archive.ingest.datastream import Notification
+from archive.ingest.expirations import schedule_expiry
+from archive.ingest.info_images import apply_info_file, file_fields, find_channel, fit_header
+from archive.ingest.thumbnails import check_thumbnail, write_thumbnail
+from archive.ingest.uploads_log import record_upload
 from archive.settings import get_settings
-from archive.thumbnails import check_thumbnail, write_thumbnail
-from archive.uploads_log import FAILED, IGNORED, INGESTED, UNKNOWN_SITE, record_upload
+from archive.statuses import FAILED, IGNORED, INGESTED
 
 logger = logging.getLogger(__name__)
 

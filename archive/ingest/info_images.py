@@ -29,7 +29,7 @@ from typing import Any
 from archive.aws import client, from_dynamodb, is_condition_failure, to_dynamodb
 from archive.clock import epoch_seconds
 from archive.errors import Rejected
-from archive.filenames import ParsedName, file_role
+from archive.formats.filenames import ParsedName, file_role
 from archive.settings import get_settings
 
 CHANNELS = (1, 2, 3)

@@ -22,11 +22,10 @@ from typing import Any
 
 from archive.aws import client, from_dynamodb, to_dynamodb
 from archive.clock import epoch_seconds, utc_now
+from archive.formats.filenames import UNKNOWN_SITE
 from archive.settings import get_settings
+from archive.statuses import STATUSES
 
-INGESTED, IGNORED, REJECTED, FAILED = "ingested", "ignored", "rejected", "failed"
-STATUSES = (INGESTED, IGNORED, REJECTED, FAILED)  # DESIGN.md 2.3
-UNKNOWN_SITE = "unknown_site"
 REASON_MAX_CHARS = 2_000  # a reason is for people; an exception text must not approach the 400 KB item limit
 
 

@@ -14,12 +14,12 @@ from enum import Enum
 from urllib.parse import unquote_plus
 
 from archive.errors import Rejected
-from archive.uploads_log import UNKNOWN_SITE
 
 S3_DIRECTORIES = ("data", "info-images", "allsky")
 EXTENSIONS = ("fits.bz2", "fits.fz", "fits", "jpg", "txt")
 BASE_FILENAME_MAX = 29  # varchar(29) in the production table
 SITE_MAX = 6
+UNKNOWN_SITE = "unknown_site"  # the upload log's site for a key whose site cannot be read
 
 _SITE = re.compile(r"[A-Za-z0-9]{3,6}")
 _INSTRUMENT = re.compile(r"[A-Za-z0-9_]+")

@@ -23,7 +23,7 @@ from archive import database
 from archive.aws import batched, client, from_dynamodb, to_dynamodb
 from archive.clock import epoch_seconds
 from archive.errors import RetryableError
-from archive.filenames import S3_DIRECTORIES, FilenameError, ParsedName, parse_base_filename
+from archive.formats.filenames import S3_DIRECTORIES, FilenameError, ParsedName, parse_base_filename
 from archive.settings import get_settings
 
 logger = logging.getLogger(__name__)

@@ -1,22 +1,19 @@
-"""Thumbnails: the small JPG (reduction `11`) made from a medium JPG (`10`/`13`).
+"""The JPEG codec both ingest (thumbnails) and render (pictures from a JPG) use: checked, then decoded small.
 
 Why it is built this way:
-- Speed. A site's medium JPG can be several megapixels and the thumbnail is 128 px high, so the JPEG
-  is decoded at a reduced scale (libjpeg's DCT scaling through Pillow's `draft`): the decoder never
+- Speed. A site's medium JPG can be several megapixels and a thumbnail is 128 px high, so the JPEG is
+  decoded at a reduced scale (libjpeg's DCT scaling through Pillow's `draft`): the decoder never
   produces the full-size image. It keeps at least `DRAFT_MARGIN` times the target size so the final
   Lanczos resample still has real pixels to filter, which keeps the result within JPEG re-encoding
   noise of a full-decode resize (`make bench` measures both).
 - Safety. Only JPEG data is accepted. Before Pillow sees the file, its markers are read
-  (`archive.jpeg_layout`): the pixel count is checked against `THUMBNAIL_MAX_PIXELS`, and the memory
+  (`archive.formats.jpeg_layout`): the pixel count is checked against a pixel limit, and the memory
   the decoder will really allocate (a progressive or multi-scan file keeps every coefficient of the
-  full image, whatever the draft scale; Pillow copies the metadata) against
-  `THUMBNAIL_MAX_DECODE_BYTES`, so a 1 kB file declaring 10000×10000 progressive CMYK is refused, not
-  decoded into 800 MiB. Every bad input raises `ThumbnailError` with a reason and an upload-log
-  status, so the ingest core can log it and not retry it.
-- Cold start. Pillow is deferred (`archive.lazy`): a Lambda invocation that only ingests header text
-  never pays for it.
-- Repeatability. The output carries no metadata and is a pure function of the input bytes and the
-  settings, so a redelivered event rewrites an identical object.
+  full image, whatever the draft scale; Pillow copies the metadata) against a decode-memory limit, so
+  a 1 kB file declaring 10000×10000 progressive CMYK is refused, not decoded into 800 MiB. Every bad
+  input raises `JpegError` with a reason and an upload-log status.
+- Cold start. Pillow is deferred (`archive.lazy`).
+- Repeatability. `encode_jpeg` writes no metadata: the same image gives the same bytes.
 """
 
 from __future__ import annotations
@@ -26,14 +23,11 @@ import math
 import warnings
 from collections.abc import Callable
 
-from botocore.exceptions import ClientError
-
 from archive import lazy
-from archive.aws import client
 from archive.errors import PermanentError
-from archive.jpeg_layout import JpegLayout, JpegLayoutError, decode_bytes, draft_scale, read_layout
+from archive.formats.jpeg_layout import JpegLayout, JpegLayoutError, decode_bytes, draft_scale, read_layout
 from archive.settings import get_settings
-from archive.uploads_log import FAILED, REJECTED
+from archive.statuses import FAILED, REJECTED
 
 SizeFor = Callable[[int, int], tuple[int, int]]  # displayed (width, height) -> output (width, height)
 
@@ -43,8 +37,6 @@ SizeFor = Callable[[int, int], tuple[int, int]]  # displayed (width, height) -> 
 # difference from a full-decode resize stays about half of what JPEG re-encoding alone makes.
 DRAFT_MARGIN = 1.75
 ORIENTATION_TAG = 0x0112
-# How much of a site's own thumbnail is read to check that it is a JPEG (thumbnails are ~10 kB).
-THUMBNAIL_CHECK_BYTES = 64 * 1024
 
 # Leading bytes of formats that plausibly land in the archive under a .jpg name, for a useful reason.
 _MAGIC = (
@@ -59,14 +51,14 @@ _MAGIC = (
 )
 
 
-class ThumbnailError(PermanentError, ValueError):
-    """An image no retry can turn into a thumbnail.
+class JpegError(PermanentError, ValueError):
+    """JPEG data no retry can decode (for a thumbnail or a render).
 
     `status` is the upload-log status: `rejected` when the data is not a JPEG at all, `failed` when it
     is a JPEG that cannot be decoded (empty, truncated, corrupt, unsupported, or too many pixels).
     """
 
-    topic = "thumbnail"
+    topic = "thumbnail"  # the upload log's word for the step that decodes a medium JPG
 
     def __init__(self, status: str, reason: str) -> None:
         super().__init__(reason)
@@ -84,28 +76,28 @@ def _kind_of(data: bytes) -> str:
     return "unrecognised"
 
 
-def _jpeg_signature_problem(data: bytes) -> ThumbnailError | None:
+def jpeg_signature_problem(data: bytes) -> JpegError | None:
     """Why `data` is not JPEG data at all (empty, or another format), else None."""
     if not data:
-        return ThumbnailError(FAILED, "empty file (0 bytes)")
+        return JpegError(FAILED, "empty file (0 bytes)")
     if not data.startswith(b"\xff\xd8"):
-        return ThumbnailError(REJECTED, f"not a JPEG: the data is {_kind_of(data)} ({len(data)} bytes)")
+        return JpegError(REJECTED, f"not a JPEG: the data is {_kind_of(data)} ({len(data)} bytes)")
     return None
 
 
 def _layout(data: bytes) -> JpegLayout:
-    """The JPEG's layout from its markers (no pixels, no Pillow), or ThumbnailError saying what is wrong."""
-    problem = _jpeg_signature_problem(data)
+    """The JPEG's layout from its markers (no pixels, no Pillow), or JpegError saying what is wrong."""
+    problem = jpeg_signature_problem(data)
     if problem is not None:
         raise problem
     try:
         return read_layout(data)
     except JpegLayoutError as exc:
-        raise ThumbnailError(FAILED, f"unreadable JPEG header: {exc}") from exc
+        raise JpegError(FAILED, f"unreadable JPEG header: {exc}") from exc
 
 
 def _open_jpeg(data: bytes) -> lazy.Image.Image:
-    """Read the JPEG header with Pillow (no pixels), or raise ThumbnailError saying what is wrong."""
+    """Read the JPEG header with Pillow (no pixels), or raise JpegError saying what is wrong."""
     # The JPEG plugin directly, not Image.open: its errors keep their reason ("cannot handle 12-bit
     # layers"), and our own limits are the only ones applied.
     try:
@@ -113,7 +105,7 @@ def _open_jpeg(data: bytes) -> lazy.Image.Image:
             warnings.simplefilter("ignore")
             return lazy.JpegImagePlugin.JpegImageFile(io.BytesIO(data))
     except (SyntaxError, OSError, ValueError, IndexError) as exc:  # struct errors surface as these
-        raise ThumbnailError(FAILED, f"unreadable JPEG header: {exc or type(exc).__name__}") from exc
+        raise JpegError(FAILED, f"unreadable JPEG header: {exc or type(exc).__name__}") from exc
 
 
 def _check_limits(layout: JpegLayout, size_for: SizeFor, max_pixels: int, max_decode_bytes: int) -> None:
@@ -124,7 +116,7 @@ def _check_limits(layout: JpegLayout, size_for: SizeFor, max_pixels: int, max_de
     """
     width, source_height = layout.width, layout.height
     if width * source_height > max_pixels:
-        raise ThumbnailError(
+        raise JpegError(
             FAILED,
             f"{width}×{source_height} = {width * source_height} pixels is over the limit of {max_pixels} "
             "(a decompression bomb?)",
@@ -136,7 +128,7 @@ def _check_limits(layout: JpegLayout, size_for: SizeFor, max_pixels: int, max_de
         if layout.lossless:
             kind = "lossless (cannot be decoded scaled)"
         metadata = layout.metadata_bytes // 2**20
-        raise ThumbnailError(
+        raise JpegError(
             REJECTED,
             f"decoding this {kind} {width}×{source_height} JPEG with {layout.components} component(s) would "
             f"take about {need // 2**20} MiB, over the {max_decode_bytes // 2**20} MiB limit"
@@ -190,12 +182,6 @@ def fit_size(width: int, height: int, box_width: int, box_height: int) -> tuple[
     return max(1, min(box_width, round(width * box_height / height))), box_height
 
 
-def thumbnail_size(width: int, height: int, target_height: int) -> tuple[int, int]:
-    """Size of the thumbnail of a `width`×`height` image (as displayed): aspect kept, never upscaled.
-    `fit_size` with a box as wide as any image, so only the height limits."""
-    return fit_size(width, height, max(width, 1) * max(target_height, 1), target_height)
-
-
 def to_jpeg_mode(image: lazy.Image.Image) -> lazy.Image.Image:
     """`image` in a mode a JPEG can hold and a browser shows as intended: L for one band, else RGB.
 
@@ -232,7 +218,7 @@ def decode_jpeg(
     THUMBNAIL_MAX_DECODE_BYTES settings) are checked on the frame headers before any pixel is decoded.
 
     Raises:
-        ThumbnailError: not a JPEG, one that cannot be decoded, or over the pixel or memory limit.
+        JpegError: not a JPEG, one that cannot be decoded, or over the pixel or memory limit.
     """
     settings = get_settings()
     layout = _layout(data)
@@ -244,7 +230,7 @@ def decode_jpeg(
     )
     image = _open_jpeg(data)
     if image.size != (layout.width, layout.height):  # the limits were checked on the layout's size
-        raise ThumbnailError(FAILED, f"inconsistent frame headers ({image.size} and {layout.width}×{layout.height})")
+        raise JpegError(FAILED, f"inconsistent frame headers ({image.size} and {layout.width}×{layout.height})")
     width, source_height = image.size
     orientation = _orientation(image)
     transpose = _transposition(orientation)
@@ -257,7 +243,7 @@ def decode_jpeg(
     try:
         image.load()
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ThumbnailError(FAILED, f"corrupt or truncated JPEG: {exc}") from exc
+        raise JpegError(FAILED, f"corrupt or truncated JPEG: {exc}") from exc
     image = to_jpeg_mode(image)
     if image.size != target:
         image = image.resize(target, lazy.Image.Resampling.LANCZOS, box=box)
@@ -274,92 +260,3 @@ def encode_jpeg(image: lazy.Image.Image, quality: int) -> bytes:
     return out.getvalue()
 
 
-def make_thumbnail(
-    data: bytes,
-    height: int = 128,
-    quality: int = 85,
-    *,
-    max_pixels: int | None = None,
-    max_decode_bytes: int | None = None,
-) -> bytes:
-    """A JPEG `height` pixels high (or the image's own size if smaller) from JPEG `data`.
-
-    EXIF orientation is applied, the output is L or RGB with no metadata, and the same input always
-    gives the same bytes. Raises `ThumbnailError` for anything that is not a decodable JPEG within the
-    limits (see `decode_jpeg`).
-    """
-    if height < 1:
-        raise ValueError(f"thumbnail height must be positive, got {height}")
-    image = decode_jpeg(
-        data, lambda w, h: thumbnail_size(w, h, height), max_pixels=max_pixels, max_decode_bytes=max_decode_bytes
-    )
-    return encode_jpeg(image, quality)
-
-
-def write_thumbnail(bucket: str, medium_key: str, thumbnail_key: str) -> int:
-    """Write the thumbnail of the medium JPG `medium_key` to `thumbnail_key`; return its size in bytes.
-
-    Height, quality, cache header and pixel limit come from settings.
-
-    Raises:
-        ThumbnailError: not a JPEG, or one that cannot be decoded or is too large (permanent).
-        botocore errors: S3's, as raised; `archive.failures.classify` tells a missing object
-            (permanent) from throttling (retry).
-    """
-
-    settings = get_settings()
-    s3 = client("s3")
-    response = s3.get_object(Bucket=bucket, Key=medium_key)
-    size = int(response.get("ContentLength") or 0)
-    if size > settings.thumbnail_max_bytes:
-        response["Body"].close()
-        # Refused before reading: a huge misnamed file must not exhaust the Lambda's memory.
-        raise ThumbnailError(
-            FAILED, f"medium JPG is {size} bytes, over the {settings.thumbnail_max_bytes}-byte limit"
-        )
-    body = response["Body"]
-    try:
-        data = body.read(settings.thumbnail_max_bytes + 1)  # never more than the limit, whatever was declared
-    finally:
-        body.close()
-    if len(data) > settings.thumbnail_max_bytes:
-        raise ThumbnailError(FAILED, f"medium JPG is over the {settings.thumbnail_max_bytes}-byte limit")
-    thumbnail = make_thumbnail(data, settings.thumbnail_height_px, settings.thumbnail_quality)
-    s3.put_object(
-        Bucket=bucket,
-        Key=thumbnail_key,
-        Body=thumbnail,
-        ContentType="image/jpeg",
-        CacheControl=settings.thumbnail_cache_control,
-    )
-    return len(thumbnail)
-
-
-def check_thumbnail(bucket: str, key: str) -> None:
-    """Raise ThumbnailError (`failed`) unless the object `key`, a thumbnail a site made itself, is JPEG data.
-
-    Reads at most THUMBNAIL_CHECK_BYTES: an empty object or another format fails; an object read whole
-    must also have readable JPEG markers. S3 errors propagate as raised (a missing object included).
-    """
-    try:
-        response = client("s3").get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{THUMBNAIL_CHECK_BYTES - 1}")
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "InvalidRange":  # S3's answer for an empty object
-            raise
-        data, whole = b"", True
-    else:
-        body = response["Body"]
-        try:
-            data = body.read(THUMBNAIL_CHECK_BYTES)
-        finally:
-            body.close()
-        total = str(response.get("ContentRange") or "").rpartition("/")[2]
-        whole = not total.isdigit() or int(total) <= len(data)
-    problem = _jpeg_signature_problem(data)
-    if problem is not None:
-        raise ThumbnailError(FAILED, problem.reason)
-    if whole:
-        try:
-            read_layout(data)
-        except JpegLayoutError as exc:
-            raise ThumbnailError(FAILED, f"unreadable JPEG header: {exc}") from exc

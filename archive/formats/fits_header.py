@@ -12,7 +12,7 @@ grow geometrically (8 blocks, then 4x more each time) until the END card, up to
   primary HDU's data by its size from NAXISn/BITPIX/PCOUNT/GCOUNT and return that table's header
   turned back into the image's header (ZBITPIX -> BITPIX, ...), as astropy presents it.
 
-Cards are read by `archive.headers` (no astropy). Whatever the file's own bytes make go wrong (no END
+Cards are read by `archive.formats.headers` (no astropy). Whatever the file's own bytes make go wrong (no END
 card, garbage dimensions, numbers too large for a float, a structure that points outside the file) is
 a `HeaderError` (permanent: no retry can change the bytes), and a missing object `ObjectMissing`
 (permanent); only S3's own failures (throttling, 5xx, connection errors) propagate unchanged so that
@@ -30,13 +30,14 @@ import bz2
 import logging
 import math
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from archive.aws import client, is_missing_object
 from archive.errors import ArchiveError, ObjectMissing
-from archive.headers import CARD, Header, HeaderError, parse_header
+from archive.formats.headers import CARD, Header, HeaderError, parse_header
 from archive.settings import get_settings
 
 BLOCK = 2880
@@ -129,7 +130,7 @@ def _total_size(response: dict[str, Any]) -> int | None:
     return int(total) if total.isdigit() else None
 
 
-def _find_end(buf: bytes | bytearray, start: int) -> int | None:
+def find_end(buf: bytes | bytearray, start: int) -> int | None:
     """Offset of the END card (on an 80-byte card boundary, rest of the card blank) at or after `start`."""
     i = buf.find(b"END", start)
     while i >= 0:
@@ -156,7 +157,7 @@ def _read_header(source: RangedObject, start: int, limit: int, magic: bytes, wha
     while True:
         if buf[: len(magic)] != magic[: len(buf)]:
             raise HeaderError(f"not {what}: the data does not start with {magic.decode()!r}")
-        end = _find_end(buf, scan_from)
+        end = find_end(buf, scan_from)
         if end is not None:
             return bytes(buf[: end + CARD]), start + _header_length(end)
         if len(buf) >= limit:
@@ -214,43 +215,43 @@ def _read_bz2_header(source: RangedObject, limit: int) -> bytes:
         pending = b""
         if len(out) >= 9 and not out.startswith(b"SIMPLE  ="):
             raise HeaderError("not a FITS file inside the .bz2: it does not start with 'SIMPLE  ='")
-        end = _find_end(out, scan_from)
+        end = find_end(out, scan_from)
         if end is not None:
             return bytes(out[: end + CARD])
         if len(out) >= limit:
             raise HeaderError(f"no END card in the first {limit} bytes of the header")
 
 
-def _card_int(header: Header, keyword: str, default: int | None = None) -> int:
+def card_int(header: Mapping[str, str], keyword: str, default: int | None = None, where: str = "primary header") -> int:
     """An integer keyword of the structure; HeaderError when absent (without a default) or not an integer."""
     text = header.get(keyword)
     if text is None or not text.strip():
         if default is None:
-            raise HeaderError(f"primary header has no {keyword}")
+            raise HeaderError(f"{where} has no {keyword}")
         return default
     try:
         return int(text)
     except ValueError:
-        raise HeaderError(f"primary header's {keyword} = {text[:20]!r} is not an integer") from None
+        raise HeaderError(f"{where}'s {keyword} = {text[:20]!r} is not an integer") from None
 
 
-def _data_size(header: Header) -> int:
+def data_size(header: Header) -> int:
     """Bytes of an HDU's data, padded to whole blocks (FITS standard 4.4.1), from checked dimensions.
 
     Integer arithmetic only (a float overflows on NAXISn = 10^60); negative or absurd values are the
     file's error, reported as a HeaderError, never a negative offset.
     """
-    naxis = _card_int(header, "NAXIS", 0)
+    naxis = card_int(header, "NAXIS", 0)
     if not 0 <= naxis <= MAX_NAXIS:
         raise HeaderError(f"primary header's NAXIS = {naxis} is outside 0-{MAX_NAXIS}")
     if naxis == 0:
         return 0
-    bitpix = _card_int(header, "BITPIX")
+    bitpix = card_int(header, "BITPIX")
     if bitpix not in BITPIX_VALUES:
         raise HeaderError(f"primary header's BITPIX = {bitpix} is not one of 8, 16, 32, 64, -32, -64")
-    dims = [_card_int(header, f"NAXIS{i}") for i in range(1, naxis + 1)]
-    pcount = _card_int(header, "PCOUNT", 0)
-    gcount = _card_int(header, "GCOUNT", 1)
+    dims = [card_int(header, f"NAXIS{i}") for i in range(1, naxis + 1)]
+    pcount = card_int(header, "PCOUNT", 0)
+    gcount = card_int(header, "GCOUNT", 1)
     negative = [f"{name} = {value}" for name, value in (*((f"NAXIS{i}", d) for i, d in enumerate(dims, 1)),
                                                          ("PCOUNT", pcount), ("GCOUNT", gcount)) if value < 0]
     if negative:
@@ -321,11 +322,11 @@ def _read_fits_header(bucket: str, key: str) -> Header:
     primary, data_start = _read_header(source, 0, limit, b"SIMPLE  =", "a FITS file")
     if not name.endswith(".fz"):
         return parse_header(primary)
-    data_size = _data_size(parse_header(primary))
-    extension_start = data_start + data_size
+    primary_data = data_size(parse_header(primary))
+    extension_start = data_start + primary_data
     if source.at_end(extension_start):
         raise HeaderError(
-            f"file ends before the compressed image extension (the primary HDU declares {data_size} data "
+            f"file ends before the compressed image extension (the primary HDU declares {primary_data} data "
             f"bytes after its header; the file has {source.size} bytes)"
         )
     table, _ = _read_header(source, extension_start, limit, b"XTENSION=", "the compressed image extension")

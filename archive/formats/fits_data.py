@@ -8,16 +8,16 @@ single statistic. The picture we make is a few hundred pixels wide, so we never 
   in float32 sums straight from the stored integers (BSCALE/BZERO applied to the means; NaN, ±inf and
   BLANK pixels left out of each block's mean; a block with nothing left stays NaN), so memory is one
   band plus the reduced image;
-- `.fits`: the object's body is streamed; headers are read by archive.headers (no astropy: a Lambda
+- `.fits`: the object's body is streamed; headers are read by archive.formats.headers (no astropy: a Lambda
   serving JPEG renders or cache hits never imports it);
-- `.fits.bz2`: decompressed on the fly, on every core (archive.bz2_blocks);
+- `.fits.bz2`: decompressed on the fly, on every core (archive.formats.bz2_blocks);
 - `.fits.fz`: astropy's tile decompression, all tiles in one pass into the stored pixel type (2 bytes a
   pixel for 16-bit data, no float copy of the frame), then reduced band by band like the others;
 - the image is the primary HDU's, or the first image extension's when the primary has none. A frame
-  that is not 2-D (a cube with more than one plane) or has no pixels is `Unrenderable`; one over the
+  that is not 2-D (a cube with more than one plane) or has no pixels is `Unreadable`; one over the
   pixel budget is `TooLarge`, refused from its header before any data is read.
 
-Only the reduction is done here; the display stretch (archive.stretch) runs on the reduced image.
+Only the reduction is done here; the display stretch (archive.render.stretch) runs on the reduced image.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from archive import lazy
-from archive.bz2_blocks import Bz2Error, decompress
-from archive.fits_header import _data_size, _find_end
-from archive.headers import Header, HeaderError, parse_header
-from archive.render_params import TooLarge, Unrenderable
+from archive.errors import TooLarge, Unreadable
+from archive.formats.bz2_blocks import Bz2Error, decompress
+from archive.formats.fits_header import card_int, data_size, find_end
+from archive.formats.headers import Header, HeaderError, parse_header
 
 FITS_BLOCK = 2880
 CARD = 80
@@ -58,15 +58,10 @@ class Layout:
 
 
 def _int(header: Mapping[str, str], key: str, default: int | None = None) -> int:
-    raw = header.get(key)
-    if raw is None:
-        if default is None:
-            raise Unrenderable(f"the FITS header has no {key}")
-        return default
     try:
-        return int(raw)
-    except ValueError:
-        raise Unrenderable(f"the FITS header's {key} is not a whole number: {raw!r}") from None
+        return card_int(header, key, default, where="the FITS header")
+    except HeaderError as exc:
+        raise Unreadable(exc.reason) from None
 
 
 def _float(header: Mapping[str, str], key: str, default: float) -> float:
@@ -76,20 +71,20 @@ def _float(header: Mapping[str, str], key: str, default: float) -> float:
     try:
         return float(raw.replace("D", "E"))
     except ValueError:
-        raise Unrenderable(f"the FITS header's {key} is not a number: {raw!r}") from None
+        raise Unreadable(f"the FITS header's {key} is not a number: {raw!r}") from None
 
 
 def image_dimensions(header: Mapping[str, str]) -> tuple[int, int]:
     """(width, height) of a 2-D image header; a cube counts if every axis past the second has length 1."""
     naxis = _int(header, "NAXIS")
     if naxis < 2:
-        raise Unrenderable(f"the FITS image is not 2-D (NAXIS = {naxis})")
+        raise Unreadable(f"the FITS image is not 2-D (NAXIS = {naxis})")
     axes = [_int(header, f"NAXIS{i}") for i in range(1, naxis + 1)]
     if any(length != 1 for length in axes[2:]):
         shape = "×".join(map(str, axes))
-        raise Unrenderable(f"the FITS data is a {naxis}-D cube ({shape}); only 2-D images are rendered")
+        raise Unreadable(f"the FITS data is a {naxis}-D cube ({shape}); only 2-D images are rendered")
     if axes[0] < 1 or axes[1] < 1:
-        raise Unrenderable(f"the FITS image has no pixels ({axes[0]}×{axes[1]})")
+        raise Unreadable(f"the FITS image has no pixels ({axes[0]}×{axes[1]})")
     return axes[0], axes[1]
 
 
@@ -103,7 +98,7 @@ def layout_of(header: Mapping[str, str], max_pixels: int) -> Layout:
     check_pixels(width, height, max_pixels)
     bitpix = _int(header, "BITPIX")
     if bitpix not in DTYPES:
-        raise Unrenderable(f"BITPIX = {bitpix} is not a FITS pixel type")
+        raise Unreadable(f"BITPIX = {bitpix} is not a FITS pixel type")
     blank = _int(header, "BLANK") if bitpix > 0 and "BLANK" in header else None
     return Layout(width, height, bitpix, _float(header, "BSCALE", 1.0), _float(header, "BZERO", 0.0), blank)
 
@@ -141,24 +136,24 @@ def read_header(reader: ByteReader, limit: int, first: bool) -> Header:
         block = reader.read(FITS_BLOCK)
         if len(block) < FITS_BLOCK:
             if not text and not block:
-                raise Unrenderable("the file is empty" if first else
+                raise Unreadable("the file is empty" if first else
                                    "the FITS file has no image: its primary HDU is empty and nothing follows")
-            raise Unrenderable("the FITS file ends inside a header (truncated?)")
+            raise Unreadable("the FITS file ends inside a header (truncated?)")
         if not text:
             magic = b"SIMPLE  =" if first else b"XTENSION="
             if not block.startswith(magic):
-                raise Unrenderable(f"not a FITS file: it does not start with {magic.decode()!r}" if first
+                raise Unreadable(f"not a FITS file: it does not start with {magic.decode()!r}" if first
                                    else "the FITS file has no image: nothing follows an empty primary HDU")
         scan_from = max(0, len(text) - CARD)
         text += block
-        end = _find_end(text, scan_from)
+        end = find_end(text, scan_from)
         if end is not None:
             try:
                 return parse_header(bytes(text[:end + CARD]))
             except HeaderError as exc:
-                raise Unrenderable(f"unreadable FITS header: {exc.reason}") from exc
+                raise Unreadable(f"unreadable FITS header: {exc.reason}") from exc
         if len(text) >= limit:
-            raise Unrenderable(f"no END card in the first {limit} bytes of the FITS header")
+            raise Unreadable(f"no END card in the first {limit} bytes of the FITS header")
 
 
 def find_image(reader: ByteReader, header_limit: int, max_pixels: int) -> Layout:
@@ -169,11 +164,11 @@ def find_image(reader: ByteReader, header_limit: int, max_pixels: int) -> Layout
         kind = header.get("XTENSION", "").strip()
         if kind != "IMAGE":
             hint = " (a tile-compressed image: name the file .fits.fz)" if header.get("ZIMAGE") == "T" else ""
-            raise Unrenderable(f"the FITS file's first extension is a {kind or 'nameless'} HDU, not an image{hint}")
+            raise Unreadable(f"the FITS file's first extension is a {kind or 'nameless'} HDU, not an image{hint}")
     try:
-        _data_size(header)
+        data_size(header)
     except HeaderError as exc:
-        raise Unrenderable(exc.reason) from exc
+        raise Unreadable(exc.reason) from exc
     return layout_of(header, max_pixels)
 
 
@@ -196,7 +191,7 @@ def stream_bands(reader: ByteReader, layout: Layout, factor: int) -> Iterator[la
         rows = min(step, layout.height - start)
         raw = reader.read(rows * layout.row_bytes)
         if len(raw) < rows * layout.row_bytes:
-            raise Unrenderable(f"the FITS data ends after {start + len(raw) // layout.row_bytes} of "
+            raise Unreadable(f"the FITS data ends after {start + len(raw) // layout.row_bytes} of "
                                f"{layout.height} rows (truncated file?)")
         yield stored_rows(raw, layout, rows)
 
@@ -303,9 +298,9 @@ def _fz_bands(data: bytes, factor_for: Callable[[int, int], int], max_pixels: in
             hdul = fits.open(io.BytesIO(data), memmap=False, lazy_load_hdus=True, do_not_scale_image_data=True)
             hdu = next((h for h in hdul if isinstance(h, fits.CompImageHDU)), None)
     except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
-        raise Unrenderable(f"unreadable .fits.fz file: {exc}") from exc
+        raise Unreadable(f"unreadable .fits.fz file: {exc}") from exc
     if hdu is None:
-        raise Unrenderable("the .fits.fz file holds no tile-compressed image")
+        raise Unreadable("the .fits.fz file holds no tile-compressed image")
     header = {key: str(value) for key, value in hdu.header.items() if key not in ("COMMENT", "HISTORY", "")}
     layout = layout_of(header, max_pixels)
     width, height = layout.width, layout.height
@@ -319,7 +314,7 @@ def _fz_bands(data: bytes, factor_for: Callable[[int, int], int], max_pixels: in
             # (1.5x slower, measured). The bands are views of it, reduced as they are.
             pixels = hdu.data.reshape(height, width)
         except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
-            raise Unrenderable(f"unreadable .fits.fz tile data: {exc}") from exc
+            raise Unreadable(f"unreadable .fits.fz tile data: {exc}") from exc
         finally:
             hdul.close()
         for start in range(0, height, step):
@@ -332,7 +327,7 @@ def _bz2_chunks(data: bytes, workers: int | None) -> Iterator[bytes]:
     try:
         yield from decompress(data, workers)
     except Bz2Error as exc:
-        raise Unrenderable(str(exc)) from exc
+        raise Unreadable(str(exc)) from exc
 
 
 def reduce_fits(body: BinaryIO, ext: str, target_for: Callable[[int, int], tuple[int, int]], *,

@@ -2,17 +2,17 @@
 
 `render_request(target, query)` does, in order:
 
-1. parse the parameters (archive.render_params; a 400 names the bad one) and the path's base filename
+1. parse the parameters (archive.render.params; a 400 names the bad one) and the path's base filename
    or pinned filename;
-2. find the source objects (archive.render_sources): one file, or the red/green/blue frames of a colour
+2. find the source objects (archive.render.sources): one file, or the red/green/blue frames of a colour
    set, each with its ETag, checked against the byte budget;
 3. derive the cache key `thumbnails/{base_filename}/{sha256}.jpg` from the normalised parameters, the
    sources' keys and ETags and RENDER_VERSION, and HEAD it: a hit costs no source read at all;
-4. on a miss, render (archive.fits_image + archive.render_image, or the JPG path of
-   archive.thumbnails) and PUT it with `Cache-Control: public, max-age=31536000, immutable` (the key
+4. on a miss, render (archive.formats.fits_data + archive.render.picture, or the JPG path of
+   archive.ingest.thumbnails) and PUT it with `Cache-Control: public, max-age=31536000, immutable` (the key
    changes whenever the pixels would) and its size in the object's metadata; the `thumbnails/` prefix
    expires by a lifecycle rule (`archive bucket configure`), so the cache cleans itself;
-5. sign a GET link whose lifetime is honest about the signing credentials (archive.presign).
+5. sign a GET link whose lifetime is honest about the signing credentials (archive.render.presign).
 
 Failures come out as `RenderError`s with their HTTP status: 404 unknown exposure or missing source,
 413 over a budget, 422 unrenderable data, 429 AWS throttling us, 502/504 AWS or database trouble.
@@ -27,29 +27,30 @@ import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
-from botocore.exceptions import ConnectionError as BotoConnectionError
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from botocore.exceptions import ClientError
 
-from archive import lazy, render_image
-from archive.aws import client, is_missing_object
-from archive.database import DatabaseConfigError, is_database_outage
-from archive.filenames import ParsedName
-from archive.fits_image import reduce_fits
-from archive.presign import presigned_get
-from archive.render_params import (
+from archive import errors, lazy
+from archive.aws import client, is_aws_error, is_missing_object
+from archive.failures import classify, is_upstream
+from archive.formats.filenames import ParsedName
+from archive.formats.fits_data import reduce_fits
+from archive.formats.jpeg import fit_size
+from archive.render import picture as render_image
+from archive.render.params import (
     NotFound,
     RenderError,
     RenderParams,
     SourceRef,
     Throttled,
+    TooLarge,
+    Unrenderable,
     UpstreamFailed,
     UpstreamTimeout,
     cache_key,
     parse_params,
 )
-from archive.render_sources import (
+from archive.render.presign import presigned_get
+from archive.render.sources import (
     COLOURS,
     check_bytes,
     choose,
@@ -61,14 +62,8 @@ from archive.render_sources import (
     pinned,
 )
 from archive.settings import Settings, get_settings
-from archive.thumbnails import fit_size
 
 logger = logging.getLogger(__name__)
-
-# AWS telling us to slow down (S3 says SlowDown with a 503): the client should retry, so a 429.
-THROTTLING_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
-                              "TooManyRequestsException", "ProvisionedThroughputExceededException"})
-
 
 @dataclass(frozen=True)
 class Rendered:
@@ -85,28 +80,39 @@ class Rendered:
                 "width": self.width, "height": self.height, "cached": self.cached}
 
 
+def as_render_error(exc: BaseException) -> RenderError | None:
+    """The API's answer to a failure: the data's own trouble (413/422) or AWS and database trouble,
+    as `archive.failures.classify` sees it (404, 429, 504, 502). None for a bug of ours: it stays a 500."""
+    if isinstance(exc, RenderError):
+        return exc
+    if isinstance(exc, errors.TooLarge):
+        return TooLarge(exc.reason)
+    if isinstance(exc, errors.Unreadable):
+        return Unrenderable(exc.reason)
+    if not is_upstream(exc):
+        return None
+    failure = classify(exc)
+    if isinstance(failure, errors.ObjectMissing):
+        return NotFound("a source file disappeared while it was being read; try again")
+    if isinstance(failure, errors.Throttled):
+        return Throttled("AWS is throttling the image service; retry in a second", retry_after=1)
+    database = not is_aws_error(exc)
+    if isinstance(failure, errors.TimedOut):
+        return UpstreamTimeout("the database did not answer in time" if database
+                               else f"AWS did not answer in time: {exc}")
+    return UpstreamFailed(f"database unavailable: {type(exc).__name__}" if database else f"AWS request failed: {exc}")
+
+
 @contextlib.contextmanager
 def upstream_errors() -> Iterator[None]:
-    """AWS and database failures as the API's statuses (translated here, once)."""
+    """Whatever the work below raises, as the API's statuses (translated here, once)."""
     try:
         yield
-    except RenderError:
-        raise
-    except (ConnectTimeoutError, ReadTimeoutError) as exc:
-        raise UpstreamTimeout(f"AWS did not answer in time: {exc}") from exc
-    except (ClientError, BotoConnectionError) as exc:
-        if is_missing_object(exc):
-            raise NotFound("a source file disappeared while it was being read; try again") from exc
-        code = str(exc.response.get("Error", {}).get("Code", "")) if isinstance(exc, ClientError) else ""
-        if code in THROTTLING_CODES:
-            raise Throttled("AWS is throttling the image service; retry in a second", retry_after=1) from exc
-        raise UpstreamFailed(f"AWS request failed: {exc}") from exc
-    except PoolTimeout as exc:
-        raise UpstreamTimeout("the database did not answer in time") from exc
-    except (SQLAlchemyError, DatabaseConfigError) as exc:
-        if is_database_outage(exc) and "timeout" in str(exc).lower():
-            raise UpstreamTimeout("the database did not answer in time") from exc
-        raise UpstreamFailed(f"database unavailable: {type(exc).__name__}") from exc
+    except Exception as exc:
+        answer = as_render_error(exc)
+        if answer is None or answer is exc:
+            raise
+        raise answer from exc
 
 
 def colour_sources(bucket: str, base_filename: str, params: RenderParams) -> tuple[SourceRef, ...]:

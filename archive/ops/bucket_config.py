@@ -49,7 +49,7 @@ LIFECYCLE_RULES: list[dict[str, Any]] = [
         "Status": "Enabled",
         "Expiration": {"Days": 2},
     },
-    # The image API's cache (archive/render.py): anything expired is rendered again on the next request.
+    # The image API's cache (archive/render/api.py): anything expired is rendered again on the next request.
     {
         "ID": f"{OWNER}thumbnails-expire",
         "Filter": {"Prefix": "thumbnails/"},

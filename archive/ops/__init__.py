@@ -1,0 +1,1 @@
+"""Operations: readiness, queue depths and the bucket's notification configuration."""
