@@ -6,7 +6,7 @@ Lambdas, and the row converges to the same state. One engine per URL per process
 invocations. This module knows nothing of the archive's settings or AWS (photonranch-api mirrors it):
 callers pass the URL, and `archive.database` finds it (DATABASE_URL or an SSM parameter).
 
-capture_date/sort_date rule (never NULL, DESIGN.md 2.2): the sources are ranked, DATE-OBS of the
+capture_date/sort_date rule (never NULL, docs/contracts.md §2): the sources are ranked, DATE-OBS of the
 header text, then DATE-OBS of a FITS header, then the earliest upload time seen for the exposure.
 `capture_date_source` records the rank of the date a row holds; every upsert offers a date with its
 rank, a higher rank replaces the date and an equal one keeps the earlier, so the row ends with the same
@@ -77,7 +77,7 @@ images = Table(
     Column("capture_date_source", SmallInteger, nullable=False, server_default=text("0")),
 )
 
-# capture_date sources, in rank order (DESIGN.md 2.2).
+# capture_date sources, in rank order (docs/contracts.md §2).
 DATE_FROM_UPLOAD = 0  # the earliest upload time seen
 DATE_FROM_FITS_HEADER = 1  # DATE-OBS of a header read out of a FITS file
 DATE_FROM_HEADER_TEXT = 2  # DATE-OBS of the `.txt` header

@@ -1,6 +1,6 @@
 """Time as the pipeline keeps it: naive datetimes in UTC, and epoch seconds for DynamoDB TTLs.
 
-Postgres stores `timestamp without time zone` (DESIGN.md 2.2), so the core passes naive UTC datetimes
+Postgres stores `timestamp without time zone` (docs/contracts.md §2), so the core passes naive UTC datetimes
 around; this module is the one place that turns "now" and such datetimes into those shapes.
 """
 

@@ -1,4 +1,4 @@
-"""Lambda entry point for expirations: the `data-expiration-tracker` stream (DESIGN.md 2.5).
+"""Lambda entry point for expirations: the `data-expiration-tracker` stream (docs/contracts.md §5).
 
 Only a REMOVE made by DynamoDB's TTL expires an exposure; AWS marks those records with
 `userIdentity = {type: Service, principalId: dynamodb.amazonaws.com}`. A REMOVE made by a person

@@ -1,4 +1,4 @@
-"""The filename grammar of DESIGN.md 2.1, parsed into a typed value.
+"""The filename grammar of docs/contracts.md §1, parsed into a typed value.
 
 `{site}-{instrument}-{YYYYMMDD}-{counter}-{data_type}{reduction}.{ext}` under one of the known S3
 directories. Every way a name can be wrong raises `FilenameError` with a reason a person can act on;
@@ -165,7 +165,7 @@ def site_of(key: object) -> str:
 
 
 class FileRole(Enum):
-    """What a file is to its exposure (DESIGN.md 2.1): the one table the row, the info-image channel and
+    """What a file is to its exposure (docs/contracts.md §1): the one table the row, the info-image channel and
     the thumbnailer all read. Value: (the `images` flag it sets, the info-images path field)."""
 
     FITS_RAW = ("fits_01_exists", "fits_01_file_path")

@@ -1,7 +1,7 @@
 """A FITS file's header, read from the start of its S3 object without downloading the file.
 
 Why: a FITS file can be hundreds of MB, and an exposure whose `.txt` header never came still needs its
-header (DESIGN.md 2.1). The header is at most a few blocks at the front, so we read ranged GETs that
+header (docs/contracts.md §1). The header is at most a few blocks at the front, so we read ranged GETs that
 grow geometrically (8 blocks, then 4x more each time) until the END card, up to
 `settings.fits_header_max_bytes`:
 

@@ -1,7 +1,7 @@
 """FITS header text -> a mapping of keyword to value-as-string, and the typed columns of `images`.
 
 Why not astropy: a Lambda that handles a header event must not pay astropy's import on a cold start,
-and the JSON contract (DESIGN.md 2.2) wants every value as its *text* anyway, so numbers are never
+and the JSON contract (docs/contracts.md §2) wants every value as its *text* anyway, so numbers are never
 converted and back. The card rules follow astropy's reader (`Header.fromstring` then `header[key]`),
 which the property tests check on generated headers; the few deliberate differences are noted where
 they are made (a `''` pair is always an escaped quote; unquoted text such as `N/A` is kept instead of
@@ -296,7 +296,7 @@ def _strip_ampersand(raw: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
-# Typed columns (DESIGN.md 2.2)
+# Typed columns (docs/contracts.md §2)
 
 
 def _number(text: str | None) -> float | None:

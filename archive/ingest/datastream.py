@@ -1,4 +1,4 @@
-"""Tell the datastreamer that an exposure arrived (DESIGN.md 2.6).
+"""Tell the datastreamer that an exposure arrived (docs/contracts.md §6).
 
 The datastreamer feeds browsers' websockets; a missed message only delays a live view, while failing
 ingestion over it would retry work that already succeeded. So `notify` never raises: an outage or

@@ -1,4 +1,4 @@
-"""Expiring exposures (DESIGN.md 2.5): schedule once, delete everything when the TTL fires.
+"""Expiring exposures (docs/contracts.md §5): schedule once, delete everything when the TTL fires.
 
 Scheduling is a conditional put, so the first file of an exposure fixes its expiry and later files
 (or redeliveries) never move it. DynamoDB's TTL removes the tracker item; the stream's REMOVE reaches

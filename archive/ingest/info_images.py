@@ -1,4 +1,4 @@
-"""The three info-image channels of a site in DynamoDB `info-images` (DESIGN.md 2.4).
+"""The three info-image channels of a site in DynamoDB `info-images` (docs/contracts.md §4).
 
 photonranch-api writes `{site}#metadata` (`channel1..3` = the base filename meant for each channel)
 before a site uploads; each file under `info-images/` then updates `{site}#{channel}`.

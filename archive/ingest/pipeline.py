@@ -1,7 +1,7 @@
 """What happens when one file lands in the bucket: the core of the ingest pipeline.
 
 `ingest_upload(upload)` takes one object-created notification, already decoded from whatever event
-shape carried it, and does everything the file calls for (DESIGN.md 2.1): the `images` row, the
+shape carried it, and does everything the file calls for (docs/contracts.md §1): the `images` row, the
 thumbnail, the info-image channel, the expiry schedule, and the upload-log item. It returns an
 `Outcome` saying what was done and why; the handler turns outcomes into the datastream messages
 and the batch's failures.

@@ -1,4 +1,5 @@
-"""One `recent-uploads-log` item per attempt at an upload (DESIGN.md 2.3), read by photonranch-api's dev-tools tab.
+"""One `recent-uploads-log` item per attempt at an upload (docs/contracts.md §3), read by photonranch-api's
+dev-tools tab.
 
 The table's hash key is `site`; the range key `upload_id` orders a site's items by when the attempt
 *ran*: the processing time in epoch milliseconds, zero-padded to 13 digits so that string order is

@@ -265,7 +265,7 @@ def expiry_row(item: Mapping[str, Any], now: float) -> dict[str, Any]:
 
 
 def file_kind(filename: str) -> str:
-    """What a file of an exposure is, in the words of DESIGN.md 2.1."""
+    """What a file of an exposure is, in the words of docs/contracts.md §1."""
     for suffix, kind in (
         ("11.jpg", "thumbnail JPG"),
         ("10.jpg", "medium JPG"),

@@ -4,7 +4,7 @@ An exposure's files are found with one ListObjectsV2 of `data/{base_filename}-`,
 file's ETag (part of the cache key) and size (checked against the byte budget before any GET):
 
 - medium JPG: a `.jpg` of reduction 10 or 13; small FITS: FITS of reduction 10 or 13; large FITS: FITS
-  of reduction 00 or 01 (DESIGN.md 2.1). Reduction 10 is preferred to 13, then names sort.
+  of reduction 00 or 01 (docs/contracts.md §1). Reduction 10 is preferred to 13, then names sort.
 - `source=auto`: the medium JPG when no FITS-only option is set and it is large enough for the box
   (at least as wide or as high: it is only ever scaled down), else the small FITS, else the large FITS,
   else the medium JPG as it is. Its size comes from the JPEG's frame header (a 64 kB ranged GET,

@@ -1,7 +1,7 @@
 """Rank the source of capture_date instead of a yes/no flag.
 
 capture_date comes from the header text's DATE-OBS, else a FITS header's DATE-OBS, else the earliest
-upload time (DESIGN.md 2.2). A flag could not tell the first two apart, so a header text without
+upload time (docs/contracts.md §2). A flag could not tell the first two apart, so a header text without
 DATE-OBS arriving before a FITS file with one left the row dated by the upload. Rows dated by a
 header become rank 1 (a FITS header's): which header dated them is not recorded, and rank 1 lets a
 header text's DATE-OBS, the better source, still replace the date.

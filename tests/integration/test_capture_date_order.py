@@ -1,4 +1,4 @@
-"""capture_date is ranked, not first-come (DESIGN.md 2.2): DATE-OBS of the header text, else DATE-OBS of
+"""capture_date is ranked, not first-come (docs/contracts.md §2): DATE-OBS of the header text, else DATE-OBS of
 a FITS header, else the earliest upload time; the same whatever order the files arrive in.
 
 Generated exposures (which files, which headers carry DATE-OBS, when each was uploaded) arrive in

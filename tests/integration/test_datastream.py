@@ -1,4 +1,4 @@
-"""Datastreamer messages (DESIGN.md 2.6) on moto's SQS; outages are counted, never raised."""
+"""Datastreamer messages (docs/contracts.md §6) on moto's SQS; outages are counted, never raised."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Scheduling and carrying out expiries (DESIGN.md 2.5): moto S3/DynamoDB and a real PostgreSQL."""
+"""Scheduling and carrying out expiries (docs/contracts.md §5): moto S3/DynamoDB and a real PostgreSQL."""
 
 from __future__ import annotations
 

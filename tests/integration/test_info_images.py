@@ -1,4 +1,4 @@
-"""Info-image channel items (DESIGN.md 2.4) in moto's DynamoDB."""
+"""Info-image channel items (docs/contracts.md §4) in moto's DynamoDB."""
 
 from __future__ import annotations
 

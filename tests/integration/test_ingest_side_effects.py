@@ -1,5 +1,5 @@
 """Everything besides the `images` row, through the real ingest handler: the upload log, the info-image
-channels, the expiry schedule and the datastream messages (DESIGN.md 2.3-2.6).
+channels, the expiry schedule and the datastream messages (docs/contracts.md §3-6).
 
 moto for S3/DynamoDB/SQS, a real PostgreSQL; events are S3 notifications wrapped in SQS, as in AWS.
 """

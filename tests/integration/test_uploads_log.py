@@ -1,4 +1,4 @@
-"""`recent-uploads-log` items (DESIGN.md 2.3), written to moto's DynamoDB and read back.
+"""`recent-uploads-log` items (docs/contracts.md §3), written to moto's DynamoDB and read back.
 
 An item per attempt, ordered by when the attempt ran: the newest item for a key is the latest attempt's
 truth, whatever the upload (event) time it carries, and its TTL counts from when it was written.

@@ -1,4 +1,4 @@
-"""The header text parser against astropy, and the column rules of DESIGN.md 2.2.
+"""The header text parser against astropy, and the column rules of docs/contracts.md §2.
 
 The property tests build headers two ways, astropy writing cards (long strings become CONTINUE
 cards, long keywords HIERARCH cards) and cards typed by hand in free format, and check that for every
@@ -362,7 +362,7 @@ def test_trailing_nul_padding_is_tolerated() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Columns (DESIGN.md 2.2)
+# Columns (docs/contracts.md §2)
 
 
 def columns(*cards: str) -> dict:
