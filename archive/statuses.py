@@ -14,3 +14,4 @@ from __future__ import annotations
 
 INGESTED, IGNORED, REJECTED, FAILED = "ingested", "ignored", "rejected", "failed"
 STATUSES = (INGESTED, IGNORED, REJECTED, FAILED)
+PROBLEMS = (REJECTED, FAILED)  # what the dev-tools table flags for a person to look at

@@ -1,4 +1,4 @@
-"""The filename grammar of docs/contracts.md §1, parsed into a typed value.
+"""The filename grammar and the file-role table (docs/contracts.md §1), parsed into typed values.
 
 `{site}-{instrument}-{YYYYMMDD}-{counter}-{data_type}{reduction}.{ext}` under one of the known S3
 directories. Every way a name can be wrong raises `FilenameError` with a reason a person can act on;
@@ -18,7 +18,6 @@ from archive.errors import Rejected
 S3_DIRECTORIES = ("data", "info-images", "allsky")
 EXTENSIONS = ("fits.bz2", "fits.fz", "fits", "jpg", "txt")
 BASE_FILENAME_MAX = 29  # varchar(29) in the production table
-SITE_MAX = 6
 UNKNOWN_SITE = "unknown_site"  # the upload log's site for a key whose site cannot be read
 
 _SITE = re.compile(r"[A-Za-z0-9]{3,6}")
@@ -165,13 +164,14 @@ def site_of(key: object) -> str:
 
 
 class FileRole(Enum):
-    """What a file is to its exposure (docs/contracts.md §1): the one table the row, the info-image channel and
-    the thumbnailer all read. Value: (the `images` flag it sets, the info-images path field)."""
+    """What a file is to its exposure (docs/contracts.md §1): the one table the row, the info-image channel,
+    the thumbnailer, the image API and the viewer all read.
+    Value: (the `images` flag it sets, the info-images path field, what people call it)."""
 
-    FITS_RAW = ("fits_01_exists", "fits_01_file_path")
-    FITS_REDUCED = ("fits_10_exists", "fits_10_file_path")
-    JPG_MEDIUM = ("jpg_medium_exists", "jpg_10_file_path")
-    JPG_SMALL = ("jpg_small_exists", "jpg_11_file_path")
+    FITS_RAW = ("fits_01_exists", "fits_01_file_path", "large FITS")
+    FITS_REDUCED = ("fits_10_exists", "fits_10_file_path", "small FITS")
+    JPG_MEDIUM = ("jpg_medium_exists", "jpg_10_file_path", "medium JPG")
+    JPG_SMALL = ("jpg_small_exists", "jpg_11_file_path", "thumbnail JPG")
 
     @property
     def flag(self) -> str:
@@ -181,24 +181,42 @@ class FileRole(Enum):
     def path_field(self) -> str:
         return self.value[1]
 
+    @property
+    def label(self) -> str:
+        return self.value[2]
+
+
+# Reductions of each role, the preferred first (a medium JPG of reduction 10 is chosen over one of 13).
+RAW_FITS_REDUCTIONS = ("00", "01")
+REDUCED_FITS_REDUCTIONS = ("10", "13")
+MEDIUM_JPG_REDUCTIONS = ("10", "13")
+THUMBNAIL_REDUCTION = "11"  # the small JPG written beside a medium one
 
 FITS_REDUCTIONS = {
-    "00": FileRole.FITS_RAW,
-    "01": FileRole.FITS_RAW,
-    "10": FileRole.FITS_REDUCED,
-    "13": FileRole.FITS_REDUCED,
+    **dict.fromkeys(RAW_FITS_REDUCTIONS, FileRole.FITS_RAW),
+    **dict.fromkeys(REDUCED_FITS_REDUCTIONS, FileRole.FITS_REDUCED),
 }
-JPG_REDUCTIONS = {"10": FileRole.JPG_MEDIUM, "13": FileRole.JPG_MEDIUM, "11": FileRole.JPG_SMALL}
-THUMBNAIL_REDUCTION = "11"  # the small JPG written beside a medium one
+JPG_REDUCTIONS = {**dict.fromkeys(MEDIUM_JPG_REDUCTIONS, FileRole.JPG_MEDIUM), THUMBNAIL_REDUCTION: FileRole.JPG_SMALL}
+
+
+def reductions(role: FileRole) -> tuple[str, ...]:
+    """The reductions a file of this role may carry, the preferred first."""
+    table = JPG_REDUCTIONS if role in (FileRole.JPG_MEDIUM, FileRole.JPG_SMALL) else FITS_REDUCTIONS
+    return tuple(reduction for reduction, its_role in table.items() if its_role is role)
+
+
+def role_of(reduction: str, ext: str) -> FileRole | None:
+    """The role of a file with this reduction and extension, or None for one that changes nothing."""
+    if ext.startswith("fits"):
+        return FITS_REDUCTIONS.get(reduction)
+    if ext == "jpg":
+        return JPG_REDUCTIONS.get(reduction)
+    return None
 
 
 def file_role(name: ParsedName) -> FileRole | None:
     """The file's role, or None for a file that changes nothing (a header `.txt` has its own path)."""
-    if name.is_fits:
-        return FITS_REDUCTIONS.get(name.reduction)
-    if name.ext == "jpg":
-        return JPG_REDUCTIONS.get(name.reduction)
-    return None
+    return role_of(name.reduction, name.ext)
 
 
 def thumbnail_name(name: ParsedName) -> ParsedName:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from archive.aws import client, from_dynamodb, to_dynamodb
@@ -27,6 +28,19 @@ from archive.formats.filenames import UNKNOWN_SITE
 from archive.settings import get_settings
 from archive.statuses import STATUSES
 
+# An item's attributes, as `build_item` writes them (docs/contracts.md §3; `upload_id` and
+# `processed_timestamp_s` are ours). Readers (the viewer) take the names from here.
+ITEM_FIELDS = (
+    "site",
+    "upload_id",
+    "upload_timestamp_s",
+    "processed_timestamp_s",
+    "expire_timestamp_s",
+    "filename",
+    "size_bytes",
+    "status",
+    "reason",
+)
 REASON_MAX_CHARS = 2_000  # a reason is for people; an exception text must not approach the 400 KB item limit
 
 
@@ -132,6 +146,12 @@ def record_upload(
 def attempt_order(item: Mapping[str, Any]) -> str:
     """Sort key of an item among its site's: the range key, which orders attempts by when they ran."""
     return str(item.get("upload_id", ""))
+
+
+def uploaded_seconds(item: Mapping[str, Any]) -> int | None:
+    """When the object was uploaded (the S3 event time), in epoch seconds, if the item says."""
+    value = item.get("upload_timestamp_s")
+    return int(value) if isinstance(value, (int, Decimal)) else None
 
 
 def processed_seconds(item: Mapping[str, Any]) -> int:

@@ -35,7 +35,7 @@ from tqdm import tqdm
 import db
 from archive import database
 from archive.aws import client, from_dynamodb
-from archive.formats.filenames import parse_key
+from archive.formats.filenames import FilenameError, FileRole, file_role, parse_key, thumbnail_name
 from archive.ingest.uploads_log import newest_attempts, scan_items
 from archive.local import viewer
 from archive.local.contact_sheet import contact_sheet
@@ -50,7 +50,6 @@ DEMO_SITES = ("tst", "mrc")
 COLOUR_FILTERS = ("rp", "gp", "B")
 EXPIRING_SITE = "tst"
 EXPIRY_SECONDS = 5
-FLAGS = ("fits_01_exists", "fits_10_exists", "jpg_medium_exists", "jpg_small_exists")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -86,12 +85,14 @@ class DeliveryLog:
 
 
 def thumbnail_key(key: str) -> str | None:
-    """The thumbnail the archive writes beside a medium JPG (reduction 10/13), else None."""
-    for reduction in ("10", "13"):
-        suffix = f"{reduction}.jpg"
-        if key.endswith(suffix):
-            return key[: -len(suffix)] + "11.jpg"
-    return None
+    """The thumbnail the archive writes beside a medium JPG, else None."""
+    try:
+        parsed = parse_key(key)
+    except FilenameError:
+        return None
+    if file_role(parsed.name) is not FileRole.JPG_MEDIUM:
+        return None
+    return f"{parsed.s3_directory}/{thumbnail_name(parsed.name).filename}"
 
 
 def tile_label(key: str) -> str:
@@ -136,7 +137,7 @@ def check_rows(exposures: Sequence[Exposure], rows: Mapping[str, Mapping[str, An
         if row is None:
             problems.append(f"{exposure.base_filename}: no row")
             continue
-        missing = [flag for flag in FLAGS if not row[flag]]
+        missing = [flag for flag in db.FLAGS if not row[flag]]
         date_obs = dt.datetime.fromisoformat(exposure.header["DATE-OBS"])
         if missing:
             problems.append(f"{exposure.base_filename}: {', '.join(missing)} false")
@@ -154,7 +155,7 @@ def check_log(keys: Iterable[str], newest: Mapping[str, str]) -> Check:
     keys = sorted(keys)
     problems = [f"{k}: newest item {newest[k]!r}" if k in newest else f"{k}: no item"
                 for k in keys if newest.get(k) != INGESTED]
-    return Check("upload log statuses", not problems, _summary(len(keys), problems, "newest items 'ingested'"))
+    return Check("upload log statuses", not problems, _summary(len(keys), problems, f"newest items {INGESTED!r}"))
 
 
 def check_datastream(expected: Iterable[tuple[str, str, int | None]], bodies: Iterable[str]) -> Check:

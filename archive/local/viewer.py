@@ -29,13 +29,24 @@ from urllib.parse import quote, urlencode
 import db
 from archive import database
 from archive.aws import client
-from archive.formats.filenames import S3_DIRECTORIES, UNKNOWN_SITE, FilenameError, is_site, parse_base_filename
+from archive.formats.filenames import (
+    MEDIUM_JPG_REDUCTIONS,
+    S3_DIRECTORIES,
+    THUMBNAIL_REDUCTION,
+    UNKNOWN_SITE,
+    FilenameError,
+    FileRole,
+    is_site,
+    parse_base_filename,
+    role_of,
+)
 from archive.ingest.expirations import list_exposure_objects, scheduled_expiries
 from archive.ingest.info_images import site_channels as read_channels
-from archive.ingest.uploads_log import logged_sites, recent_uploads
+from archive.ingest.uploads_log import ITEM_FIELDS, attempt_order, logged_sites, recent_uploads, uploaded_seconds
 from archive.local.api import Route, json_response
 from archive.ops.queues import queue_depths
 from archive.settings import get_settings
+from archive.statuses import PROBLEMS
 
 PREFIX = "/viewer"
 STATIC_DIR = Path(__file__).with_name("viewer")
@@ -163,14 +174,14 @@ def header_of(row: Mapping[str, Any]) -> dict[str, str] | None:
 def exposure_package(row: Mapping[str, Any], sign: Callable[[str], str], thumbnail_height: int) -> dict[str, Any]:
     """One exposure as the page lists it: photonranch-api's image package plus the display strings.
 
-    `sign(key)` makes a link to an object. The thumbnail is the 11.jpg when the row says it exists,
+    `sign(key)` makes a link to an object. The thumbnail is the small JPG when the row says it exists,
     else the image service's render at the thumbnail height.
     """
     header = header_of(row) or {}
     base, data_type = row["base_filename"], row["data_type"]
     prefix = f"data/{base}-{data_type}"
     if row.get("jpg_small_exists"):
-        thumbnail, source = sign(f"{prefix}11.jpg"), "jpg"
+        thumbnail, source = sign(f"{prefix}{THUMBNAIL_REDUCTION}.jpg"), "jpg"
     else:
         thumbnail, source = thumbnail_service_url(base, height=thumbnail_height, image=True), "service"
     return {
@@ -197,9 +208,8 @@ def exposure_package(row: Mapping[str, Any], sign: Callable[[str], str], thumbna
         "SMARTSTK": header.get("SMARTSTK", ""),
         "SSTKNUM": header.get("SSTKNUM", ""),
         "SSTKLEN": header.get("SSTKLEN", ""),
-        **{flag: bool(row.get(flag)) for flag in ("fits_01_exists", "fits_10_exists", "jpg_medium_exists",
-                                                    "jpg_small_exists")},
-        "jpg_url": sign(f"{prefix}10.jpg") if row.get("jpg_medium_exists") else "",
+        **{flag: bool(row.get(flag)) for flag in db.FLAGS},
+        "jpg_url": sign(f"{prefix}{MEDIUM_JPG_REDUCTIONS[0]}.jpg") if row.get(FileRole.JPG_MEDIUM.flag) else "",
         "thumbnail_url": thumbnail,
         "thumbnail_source": source,
     }
@@ -211,10 +221,10 @@ def channel_package(channel: int, item: Mapping[str, Any] | None, sign: Callable
         return {"channel": channel, "empty": True}
     raw_header = item.get("header")
     header: Mapping[str, Any] = raw_header if isinstance(raw_header, Mapping) else {}
-    small, medium = item.get("jpg_11_file_path"), item.get("jpg_10_file_path")
-    if item.get("jpg_small_exists") and small:
+    small, medium = item.get(FileRole.JPG_SMALL.path_field), item.get(FileRole.JPG_MEDIUM.path_field)
+    if item.get(FileRole.JPG_SMALL.flag) and small:
         thumbnail = sign(small)
-    elif item.get("jpg_medium_exists") and medium:
+    elif item.get(FileRole.JPG_MEDIUM.flag) and medium:
         thumbnail = sign(medium)
     else:
         thumbnail = ""
@@ -228,9 +238,8 @@ def channel_package(channel: int, item: Mapping[str, Any] | None, sign: Callable
         "object": header.get("OBJECT", ""),
         "filter": header.get("FILTER", ""),
         "date_obs": header.get("DATE-OBS", ""),
-        **{flag: bool(item.get(flag)) for flag in ("fits_01_exists", "fits_10_exists", "jpg_medium_exists",
-                                                     "jpg_small_exists")},
-        "jpg_url": sign(medium) if item.get("jpg_medium_exists") and medium else "",
+        **{role.flag: bool(item.get(role.flag)) for role in FileRole},
+        "jpg_url": sign(medium) if item.get(FileRole.JPG_MEDIUM.flag) and medium else "",
         "thumbnail_url": thumbnail,
         "expiration_timestamp": item.get("expiration_timestamp"),
     }
@@ -238,17 +247,14 @@ def channel_package(channel: int, item: Mapping[str, Any] | None, sign: Callable
 
 def upload_row(item: Mapping[str, Any]) -> dict[str, Any]:
     """An upload-log item for the dev-tools table: the contract's fields, and whether it is a failure."""
-    status = str(item.get("status", ""))
-    uploaded = item.get("upload_timestamp_s")
+    row = {name: item.get(name) for name in ITEM_FIELDS}
+    uploaded = uploaded_seconds(item)
     return {
-        "upload_id": item.get("upload_id"),
-        "filename": item.get("filename"),
-        "size_bytes": item.get("size_bytes"),
-        "status": status,
-        "reason": item.get("reason", ""),
-        "upload_timestamp_s": uploaded,
-        "uploaded_iso": _iso(dt.datetime.fromtimestamp(uploaded, dt.UTC)) if isinstance(uploaded, int) else None,
-        "failure": status in ("failed", "rejected"),
+        **row,
+        "status": str(row["status"] or ""),
+        "reason": row["reason"] or "",
+        "uploaded_iso": _iso(dt.datetime.fromtimestamp(uploaded, dt.UTC)) if uploaded is not None else None,
+        "failure": row["status"] in PROBLEMS,
     }
 
 
@@ -265,19 +271,14 @@ def expiry_row(item: Mapping[str, Any], now: float) -> dict[str, Any]:
 
 
 def file_kind(filename: str) -> str:
-    """What a file of an exposure is, in the words of docs/contracts.md §1."""
-    for suffix, kind in (
-        ("11.jpg", "thumbnail JPG"),
-        ("10.jpg", "medium JPG"),
-        ("13.jpg", "medium JPG"),
-        (".txt", "header text"),
-    ):
-        if filename.endswith(suffix):
-            return kind
-    if ".fits" in filename:
-        reduction = filename.split(".fits")[0][-2:]
-        return {"00": "large FITS", "01": "large FITS", "10": "small FITS", "13": "small FITS"}.get(reduction, "FITS")
-    return "other"
+    """What a file of an exposure is: its role's name (docs/contracts.md §1), else what its extension says."""
+    stem, _, ext = filename.rsplit("/", 1)[-1].partition(".")
+    if ext == "txt":
+        return "header text"
+    role = role_of(stem[-2:], ext)
+    if role is not None:
+        return role.label
+    return "FITS" if ext.startswith("fits") else "other"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -411,7 +412,8 @@ def site_uploads(event: Event) -> dict[str, Any]:
 
     site = site_param(event, allow_unknown=True)
     items = [upload_row(plain(item)) for item in recent_uploads(site, limit_param(event, default=100))]
-    return {"site": site, "uploads": items, "failures": sum(item["failure"] for item in items)}
+    return {"site": site, "uploads": items, "failures": sum(item["failure"] for item in items),
+            "kept_hours": get_settings().uploads_log_ttl_hours}
 
 
 @answering
@@ -455,11 +457,11 @@ def site_activity(event: Event) -> dict[str, Any]:
     newest = plain(recent_uploads(site, 1))
     ingest = _queue_depths()[0]  # the ingest queue comes first
     pending = (ingest["waiting"] or 0) + (ingest["in_flight"] or 0)
-    last = newest[0].get("upload_timestamp_s") if newest else None
+    last = uploaded_seconds(newest[0]) if newest else None
     recent = isinstance(last, int) and time.time() - last < UPLOADING_SECONDS
     return {
         "site": site,
-        "latest_upload_id": newest[0].get("upload_id") if newest else None,
+        "latest_upload_id": attempt_order(newest[0]) if newest else None,
         "latest_upload_s": last,
         "ingest_pending": pending,
         "uploading": bool(recent or pending),

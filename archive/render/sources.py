@@ -3,8 +3,8 @@
 An exposure's files are found with one ListObjectsV2 of `data/{base_filename}-`, which also gives each
 file's ETag (part of the cache key) and size (checked against the byte budget before any GET):
 
-- medium JPG: a `.jpg` of reduction 10 or 13; small FITS: FITS of reduction 10 or 13; large FITS: FITS
-  of reduction 00 or 01 (docs/contracts.md §1). Reduction 10 is preferred to 13, then names sort.
+- `jpg`, `small` and `large` are the file roles of docs/contracts.md §1 (medium JPG, small FITS, large
+  FITS; `archive.formats.filenames.FileRole`), the role's preferred reduction first, then names sort.
 - `source=auto`: the medium JPG when no FITS-only option is set and it is large enough for the box
   (at least as wide or as high: it is only ever scaled down), else the small FITS, else the large FITS,
   else the medium JPG as it is. Its size comes from the JPEG's frame header (a 64 kB ranged GET,
@@ -28,13 +28,20 @@ from functools import lru_cache
 import db
 from archive.aws import client
 from archive.database import get_engine
-from archive.formats.filenames import FilenameError, ParsedName, parse_base_filename, parse_filename
+from archive.formats.filenames import (
+    FilenameError,
+    FileRole,
+    ParsedName,
+    file_role,
+    parse_base_filename,
+    parse_filename,
+    reductions,
+)
 from archive.render.params import BadParameter, NotFound, RenderParams, SourceRef, TooLarge
 
 DIRECTORY = "data"
-MEDIUM_JPG = ("10", "13")
-SMALL_FITS = ("10", "13")
-LARGE_FITS = ("00", "01")
+# `source=` word -> the role of the file it reads.
+SOURCE_ROLES = {"jpg": FileRole.JPG_MEDIUM, "small": FileRole.FITS_REDUCED, "large": FileRole.FITS_RAW}
 JPEG_HEAD_BYTES = 64 * 1024
 GROUP_KEYWORDS = ("SMARTSTK", "REQNUM")
 NOT_A_GROUP = {"", "no", "none", "0", "false", "n/a"}
@@ -85,14 +92,11 @@ def _parsed(files: dict[str, SourceRef]) -> list[tuple[ParsedName, SourceRef]]:
 
 def pick(files: dict[str, SourceRef], kind: str) -> SourceRef | None:
     """The exposure's `jpg` (medium), `small` or `large` file, if it has one."""
-    candidates = []
-    for name, ref in _parsed(files):
-        if kind == "jpg" and name.ext == "jpg" and name.reduction in MEDIUM_JPG:
-            candidates.append((MEDIUM_JPG.index(name.reduction), ref.key, ref))
-        elif kind == "small" and name.is_fits and name.reduction in SMALL_FITS:
-            candidates.append((SMALL_FITS.index(name.reduction), ref.key, ref))
-        elif kind == "large" and name.is_fits and name.reduction in LARGE_FITS:
-            candidates.append((LARGE_FITS.index(name.reduction), ref.key, ref))
+    role = SOURCE_ROLES[kind]
+    preference = reductions(role)
+    candidates = [
+        (preference.index(name.reduction), ref.key, ref) for name, ref in _parsed(files) if file_role(name) is role
+    ]
     return min(candidates)[2] if candidates else None
 
 
@@ -144,9 +148,9 @@ def choose(files: dict[str, SourceRef], params: RenderParams,
     if params.source != "auto":
         ref = pick(files, params.source)
         if ref is None:
-            what = {"jpg": "medium JPG", "small": "small FITS", "large": "large FITS"}[params.source]
+            what = SOURCE_ROLES[params.source].label
             raise NotFound(f"{base_filename} has no {what} (source={params.source})", base_filename=base_filename)
-        return ref, params.source != "jpg"
+        return ref, SOURCE_ROLES[params.source] is not FileRole.JPG_MEDIUM
     jpg = pick(files, "jpg")
     fits_needed = bool(params.fits_only_given)
     if jpg is not None and not fits_needed and large_enough(size_of(jpg), params.box):

@@ -18,7 +18,7 @@ from archive.cli.reprocess import list_objects, replay_through_handler, selected
 from archive.cli.status import recent
 from archive.clock import epoch_seconds, utc_now
 from archive.ingest.pipeline import Upload, ingest_upload
-from archive.ingest.uploads_log import newest_attempts, record_upload, scan_items
+from archive.ingest.uploads_log import ITEM_FIELDS, newest_attempts, record_upload, scan_items
 from archive.local.ports import free_port
 from archive.settings import get_settings
 from handlers import observability
@@ -61,8 +61,8 @@ def test_item_has_every_contract_field_with_its_type(aws_stack):
     assert stored["size_bytes"] == 123_456
     assert stored["status"] == "ingested"
     assert stored["reason"] == "jpg_medium_exists"
-    assert set(stored) == {"site", "upload_id", "upload_timestamp_s", "processed_timestamp_s", "expire_timestamp_s",
-                           "filename", "size_bytes", "status", "reason"}
+    assert set(stored) == set(ITEM_FIELDS) == {"site", "upload_id", "upload_timestamp_s", "processed_timestamp_s",
+                                               "expire_timestamp_s", "filename", "size_bytes", "status", "reason"}
     raw = aws.client("dynamodb").scan(TableName=get_settings().uploads_log_table)["Items"][0]
     for numeric in ("upload_timestamp_s", "processed_timestamp_s", "expire_timestamp_s", "size_bytes"):
         assert set(raw[numeric]) == {"N"}  # numbers, not strings: the API compares them as ints

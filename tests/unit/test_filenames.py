@@ -7,11 +7,14 @@ from hypothesis import strategies as st
 from archive.formats.filenames import (
     EXTENSIONS,
     FilenameError,
+    FileRole,
     ParsedName,
     decode_event_key,
     parse_base_filename,
     parse_filename,
     parse_key,
+    reductions,
+    role_of,
     site_of,
 )
 
@@ -106,3 +109,20 @@ def test_base_filename_validation():
         parse_base_filename("sro-kb001ms-20220629")
     with pytest.raises(FilenameError):
         parse_base_filename("sro-kb001ms-20220629-0001044x")
+
+
+def test_each_file_role_takes_the_reductions_of_the_contract_the_preferred_first():
+    assert reductions(FileRole.FITS_RAW) == ("00", "01")
+    assert reductions(FileRole.FITS_REDUCED) == ("10", "13")
+    assert reductions(FileRole.JPG_MEDIUM) == ("10", "13")
+    assert reductions(FileRole.JPG_SMALL) == ("11",)
+
+
+@pytest.mark.parametrize(
+    "reduction,ext,role",
+    [("01", "fits.bz2", FileRole.FITS_RAW), ("13", "fits.fz", FileRole.FITS_REDUCED),
+     ("13", "jpg", FileRole.JPG_MEDIUM), ("11", "jpg", FileRole.JPG_SMALL),
+     ("11", "fits", None), ("00", "jpg", None), ("10", "txt", None)],
+)
+def test_a_file_role_comes_from_reduction_and_extension(reduction, ext, role):
+    assert role_of(reduction, ext) is role

@@ -206,7 +206,7 @@ async function loadUploads(site) {
     el('td', {},
       el('div', { class: 'key', title: u.filename }, (u.filename || '').replace(/^data\//, '')),
       u.reason ? el('div', { class: 'reason' }, u.reason) : null),
-    el('td', { class: 'num' }, bytes(u.size_bytes)))), 'no uploads logged for this site (the log keeps 48 hours)', 4);
+    el('td', { class: 'num' }, bytes(u.size_bytes)))), `no uploads logged for this site (the log keeps ${answer.kept_hours} hours)`, 4);
 }
 
 async function loadExpiries(site) {
