@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, Field, dataclass, field, fields
 from functools import cache
 from typing import Any
 
-DEFAULT_EXPIRING_DATA_TYPES = "EP=604800,EF=86400"
-DEFAULT_SITE_EXPIRY = "tst=300"
+DEFAULT_STAGE = "dev"
 
 
 def _int(env: Mapping[str, str], name: str) -> int:
@@ -36,43 +35,60 @@ def _lifespans(raw: str, name: str) -> dict[str, int]:
     return out
 
 
+# Each setting is declared once, below: its type, the environment variable(s) it is read from and its
+# default. A variable that is unset (or empty) leaves the default; `load_settings` reads the names from
+# the fields' metadata, so there is no second table to keep in step.
+def _env(name: str, default: Any, *fallbacks: str) -> Any:
+    return field(default=default, metadata={"env": (name, *fallbacks)})
+
+
+def _per_stage(name: str, pattern: str) -> Any:
+    """A name that embeds the stage unless the variable sets it (the default is the default stage's)."""
+    return field(default=pattern.format(stage=DEFAULT_STAGE), metadata={"env": (name,), "per_stage": pattern})
+
+
+def _lifespans_env(name: str, default: str) -> Any:
+    """`KEY=seconds,…`; unlike the others an empty value counts (no entries: nothing expires)."""
+    return field(default_factory=lambda: _lifespans(default, name), metadata={"env": (name,), "lifespans": default})
+
+
 @dataclass(frozen=True)
 class Settings:
-    stage: str = "dev"
-    region: str = "us-east-1"
-    aws_endpoint_url: str | None = None
-    bucket: str = "photonranch-001"
-    database_url: str | None = None
-    database_url_ssm_param: str | None = None
-    uploads_log_table: str = "recent-uploads-log"
-    info_images_table: str = "info-images"
-    expiration_table: str = "data-expiration-tracker"
-    datastream_queue_name: str = "datastreamIncomingQueue-dev"
-    datastream_queue_url: str | None = None
-    ingest_queue_name: str = "photonranch-archive-ingest-dev"
-    uploads_log_ttl_hours: int = 48
-    info_image_ttl_hours: int = 48
+    stage: str = _env("STAGE", DEFAULT_STAGE)
+    region: str = _env("AWS_REGION", "us-east-1", "AWS_DEFAULT_REGION")
+    aws_endpoint_url: str | None = _env("AWS_ENDPOINT_URL", None)
+    bucket: str = _env("BUCKET_NAME", "photonranch-001")
+    database_url: str | None = _env("DATABASE_URL", None)
+    database_url_ssm_param: str | None = _env("DATABASE_URL_SSM_PARAM", None)
+    uploads_log_table: str = _env("UPLOADS_LOG_TABLE", "recent-uploads-log")
+    info_images_table: str = _env("INFO_IMAGES_TABLE", "info-images")
+    expiration_table: str = _env("EXPIRATION_TABLE", "data-expiration-tracker")
+    datastream_queue_name: str = _per_stage("DATASTREAM_QUEUE_NAME", "datastreamIncomingQueue-{stage}")
+    datastream_queue_url: str | None = _env("DATASTREAM_QUEUE_URL", None)
+    ingest_queue_name: str = _per_stage("INGEST_QUEUE_NAME", "photonranch-archive-ingest-{stage}")
+    uploads_log_ttl_hours: int = _env("UPLOADS_LOG_TTL_HOURS", 48)
+    info_image_ttl_hours: int = _env("INFO_IMAGE_TTL_HOURS", 48)
     # data type -> lifespan in seconds, and site -> lifespan overriding it for expiring types
-    expiring_data_types: dict[str, int] = field(default_factory=dict)
-    site_expiry_seconds: dict[str, int] = field(default_factory=dict)
-    thumbnail_height_px: int = 128
-    thumbnail_quality: int = 85
-    thumbnail_cache_control: str = "public, max-age=31536000, immutable"
-    thumbnail_max_pixels: int = 100_000_000
-    thumbnail_max_bytes: int = 64 * 1024 * 1024
+    expiring_data_types: dict[str, int] = _lifespans_env("EXPIRING_DATA_TYPES", "EP=604800,EF=86400")
+    site_expiry_seconds: dict[str, int] = _lifespans_env("SITE_EXPIRY_SECONDS", "tst=300")
+    thumbnail_height_px: int = _env("THUMBNAIL_HEIGHT_PX", 128)
+    thumbnail_quality: int = _env("THUMBNAIL_QUALITY", 85)
+    thumbnail_cache_control: str = _env("THUMBNAIL_CACHE_CONTROL", "public, max-age=31536000, immutable")
+    thumbnail_max_pixels: int = _env("THUMBNAIL_MAX_PIXELS", 100_000_000)
+    thumbnail_max_bytes: int = _env("THUMBNAIL_MAX_BYTES", 64 * 1024 * 1024)
     # What decoding one JPEG may allocate (archive/formats/jpeg_layout.py): with the file itself (up to
     # thumbnail_max_bytes) and the process, a thumbnail stays under 300 MiB.
-    thumbnail_max_decode_bytes: int = 128 * 1024 * 1024
-    fits_header_max_bytes: int = 2_880 * 400
+    thumbnail_max_decode_bytes: int = _env("THUMBNAIL_MAX_DECODE_BYTES", 128 * 1024 * 1024)
+    fits_header_max_bytes: int = _env("FITS_HEADER_MAX_BYTES", 2_880 * 400)
     # Image API (archive/render/api.py): lifetime asked of presigned links, the lifetime assumed for temporary
     # credentials that do not say when they expire (Lambda's), and the budgets a source must fit.
-    render_url_seconds: int = 3600
-    render_assumed_credential_seconds: int = 900
-    render_max_pixels: int = 100_000_000
-    render_max_source_bytes: int = 512 * 1024 * 1024
+    render_url_seconds: int = _env("RENDER_URL_SECONDS", 3600)
+    render_assumed_credential_seconds: int = _env("RENDER_ASSUMED_CREDENTIAL_SECONDS", 900)
+    render_max_pixels: int = _env("RENDER_MAX_PIXELS", 100_000_000)
+    render_max_source_bytes: int = _env("RENDER_MAX_SOURCE_BYTES", 512 * 1024 * 1024)
     # /health/ready fails when the ingest dead-letter queue holds more messages than this.
-    ready_max_dead_letters: int = 0
-    log_level: str = "INFO"
+    ready_max_dead_letters: int = _env("READY_MAX_DEAD_LETTERS", 0)
+    log_level: str = _env("LOG_LEVEL", "INFO")
 
     def expiry_seconds(self, site: str, data_type: str) -> int | None:
         """Lifespan of an exposure, or None when its data type does not expire."""
@@ -81,69 +97,31 @@ class Settings:
         return self.site_expiry_seconds.get(site, self.expiring_data_types[data_type])
 
 
-# Setting -> environment variable. Defaults live once, on the dataclass fields above; a variable that
-# is unset (or empty) leaves its field's default.
-_TEXT = {
-    "bucket": "BUCKET_NAME",
-    "uploads_log_table": "UPLOADS_LOG_TABLE",
-    "info_images_table": "INFO_IMAGES_TABLE",
-    "expiration_table": "EXPIRATION_TABLE",
-    "datastream_queue_name": "DATASTREAM_QUEUE_NAME",
-    "ingest_queue_name": "INGEST_QUEUE_NAME",
-    "thumbnail_cache_control": "THUMBNAIL_CACHE_CONTROL",
-    "log_level": "LOG_LEVEL",
-}
-_OPTIONAL = {
-    "aws_endpoint_url": "AWS_ENDPOINT_URL",
-    "database_url": "DATABASE_URL",
-    "database_url_ssm_param": "DATABASE_URL_SSM_PARAM",
-    "datastream_queue_url": "DATASTREAM_QUEUE_URL",
-}
-_INTEGER = {
-    "uploads_log_ttl_hours": "UPLOADS_LOG_TTL_HOURS",
-    "info_image_ttl_hours": "INFO_IMAGE_TTL_HOURS",
-    "thumbnail_height_px": "THUMBNAIL_HEIGHT_PX",
-    "thumbnail_quality": "THUMBNAIL_QUALITY",
-    "thumbnail_max_pixels": "THUMBNAIL_MAX_PIXELS",
-    "thumbnail_max_bytes": "THUMBNAIL_MAX_BYTES",
-    "thumbnail_max_decode_bytes": "THUMBNAIL_MAX_DECODE_BYTES",
-    "fits_header_max_bytes": "FITS_HEADER_MAX_BYTES",
-    "ready_max_dead_letters": "READY_MAX_DEAD_LETTERS",
-    "render_url_seconds": "RENDER_URL_SECONDS",
-    "render_assumed_credential_seconds": "RENDER_ASSUMED_CREDENTIAL_SECONDS",
-    "render_max_pixels": "RENDER_MAX_PIXELS",
-    "render_max_source_bytes": "RENDER_MAX_SOURCE_BYTES",
-}
-# Names that embed the stage when not set explicitly.
-_PER_STAGE = {
-    "datastream_queue_name": "datastreamIncomingQueue-{stage}",
-    "ingest_queue_name": "photonranch-archive-ingest-{stage}",
-}
-
-
 # Every environment variable load_settings reads (the deployment sets them; tests check the template).
-ENVIRONMENT = (
-    "STAGE", "AWS_REGION", "AWS_DEFAULT_REGION", "EXPIRING_DATA_TYPES", "SITE_EXPIRY_SECONDS",
-    *_TEXT.values(), *_OPTIONAL.values(), *_INTEGER.values(),
-)
+ENVIRONMENT = tuple(name for f in fields(Settings) for name in f.metadata["env"])
+
+
+def _value(env: Mapping[str, str], setting: Field[Any], stage: str) -> Any:
+    """The setting's value from `env`, or `MISSING` to keep its default."""
+    names = setting.metadata["env"]
+    if "lifespans" in setting.metadata:
+        raw = env.get(names[0])
+        return _lifespans(raw, names[0]) if raw is not None else MISSING
+    name = next((n for n in names if env.get(n)), None)
+    if name is None:
+        if "per_stage" in setting.metadata:
+            return setting.metadata["per_stage"].format(stage=stage)
+        return MISSING
+    if setting.type == "int":
+        return _int(env, name) if env[name].strip() else MISSING
+    return env[name]
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
-    stage = env.get("STAGE") or Settings.stage
-    values: dict[str, Any] = {
-        "stage": stage,
-        "region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or Settings.region,
-        "expiring_data_types": _lifespans(
-            env.get("EXPIRING_DATA_TYPES", DEFAULT_EXPIRING_DATA_TYPES), "EXPIRING_DATA_TYPES"
-        ),
-        "site_expiry_seconds": _lifespans(env.get("SITE_EXPIRY_SECONDS", DEFAULT_SITE_EXPIRY), "SITE_EXPIRY_SECONDS"),
-    }
-    values.update({name: pattern.format(stage=stage) for name, pattern in _PER_STAGE.items()})
-    values.update({name: env[var] for name, var in _TEXT.items() if env.get(var)})
-    values.update({name: env.get(var) or None for name, var in _OPTIONAL.items()})
-    values.update({name: _int(env, var) for name, var in _INTEGER.items() if env.get(var, "").strip()})
-    return Settings(**values)
+    stage = env.get("STAGE") or DEFAULT_STAGE
+    values = {f.name: _value(env, f, stage) for f in fields(Settings)}
+    return Settings(**{name: value for name, value in values.items() if value is not MISSING})
 
 
 @cache

@@ -18,6 +18,8 @@ What is enforced, and why:
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import os
 import re
@@ -29,6 +31,7 @@ import pytest
 
 from archive.settings import ENVIRONMENT, load_settings
 from handlers.render import ROUTES as RENDER_ROUTES
+from tests.packaging import serverless_yml
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = ROOT / ".serverless"
@@ -240,6 +243,38 @@ def test_every_listed_environment_variable_changes_the_settings():
         value = samples.get(name, "7")
         assert load_settings({name: value}) != load_settings({}), name
     assert {"STAGE", "BUCKET_NAME", "DATABASE_URL_SSM_PARAM", "EXPIRATION_TABLE", "LOG_LEVEL"} <= set(ENVIRONMENT)
+
+
+# --- serverless.yml against the code (always run: read from the source, nothing packaged) -----------
+
+# Settings the deployment supplies on purpose rather than taking the default: the SSM parameter the
+# functions read the database URL from, and per-stage table names outside prod (prod's are the names
+# photonranch-api reads, which are the defaults).
+DEPLOYMENT_SUPPLIED = {"database_url_ssm_param"}
+STAGE_TABLES = {"uploads_log_table", "info_images_table", "expiration_table"}
+
+
+def settings_not_defaulted(config: dict, stage: str) -> set[str]:
+    """Settings whose value in the deployed function differs from archive/settings.py's default."""
+    environment = serverless_yml.function_environment(config, stage)
+    deployed = load_settings({name: value for name, value in environment.items() if value is not None})
+    defaults = load_settings({"STAGE": stage})
+    return {f.name for f in dataclasses.fields(defaults) if getattr(deployed, f.name) != getattr(defaults, f.name)}
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_the_function_environment_in_serverless_yml_agrees_with_the_settings_defaults(stage):
+    expected = DEPLOYMENT_SUPPLIED | (STAGE_TABLES if stage != "prod" else set())
+    assert settings_not_defaulted(serverless_yml.load(), stage) == expected
+
+
+def test_a_default_changed_on_one_side_only_is_caught():
+    config = serverless_yml.load()
+    changed = copy.deepcopy(config)
+    changed["provider"]["environment"]["THUMBNAIL_QUALITY"] = "80"
+    changed["params"]["default"]["logLevel"] = "DEBUG"
+    assert settings_not_defaulted(changed, "prod") - settings_not_defaulted(config, "prod") == {
+        "thumbnail_quality", "log_level"}
 
 
 # --- the generated template and zips -----------------------------------------------------------------
