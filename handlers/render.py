@@ -15,7 +15,6 @@ The local stack serves this same handler on loopback (archive/local/api.py), so 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -24,21 +23,11 @@ from archive.render import api as render
 from archive.render.params import RenderError
 from archive.settings import get_settings
 from handlers.observability import logger, start_invocation
-
-NO_STORE = {"cache-control": "no-store"}
-
-
-def respond(status: int, payload: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    return {
-        "statusCode": status,
-        "headers": {"content-type": "application/json", **(headers or {})},
-        "body": json.dumps(payload),
-        "isBase64Encoded": False,
-    }
+from handlers.responses import NO_STORE, json_response
 
 
 def liveness(event: dict[str, Any]) -> dict[str, Any]:
-    return respond(200, {"status": "ok", "stage": get_settings().stage}, NO_STORE)
+    return json_response(200, {"status": "ok", "stage": get_settings().stage}, NO_STORE)
 
 
 def ready(event: dict[str, Any]) -> dict[str, Any]:
@@ -48,7 +37,7 @@ def ready(event: dict[str, Any]) -> dict[str, Any]:
             "checks": {c.name: c.as_dict() for c in checks}}
     if failing:
         logger.warning("not ready", extra={"failing": failing, "checks": body["checks"]})
-    return respond(503 if failing else 200, body, NO_STORE)
+    return json_response(503 if failing else 200, body, NO_STORE)
 
 
 def thumbnail(event: dict[str, Any]) -> dict[str, Any]:
@@ -63,13 +52,13 @@ def thumbnail(event: dict[str, Any]) -> dict[str, Any]:
         headers = dict(NO_STORE)
         if "retry_after" in exc.details:
             headers["retry-after"] = str(exc.details["retry_after"])
-        return respond(exc.http_status, exc.payload(), headers)
+        return json_response(exc.http_status, exc.payload(), headers)
     logger.info("render", extra={"target": target, "key": result.key, "cached": result.cached})
     if result.redirect:
         return {"statusCode": 302, "headers": {"location": result.url, **NO_STORE}, "body": "",
                 "isBase64Encoded": False}
     # The link in the answer expires; the stable address a client keeps is this endpoint's.
-    return respond(200, result.as_json(), NO_STORE)
+    return json_response(200, result.as_json(), NO_STORE)
 
 
 ROUTES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -83,9 +72,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     start_invocation("render", context)
     route = ROUTES.get(event.get("routeKey", ""))
     if route is None:
-        return respond(404, {"message": "Not Found"})
+        return json_response(404, {"message": "Not Found"})
     try:
         return route(event)
     except Exception:
         logger.exception("unexpected failure", extra={"route": event.get("routeKey"), "path": event.get("rawPath")})
-        return respond(500, {"message": "internal error; it is logged"}, NO_STORE)
+        return json_response(500, {"message": "internal error; it is logged"}, NO_STORE)

@@ -26,7 +26,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 BLOCK_MAGIC = 0x314159265359
 END_MAGIC = 0x177245385090
-_MASK48 = (1 << 48) - 1
 SEQUENTIAL_CHUNK = 1 << 20
 
 

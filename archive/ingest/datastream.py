@@ -2,7 +2,7 @@
 
 The datastreamer feeds browsers' websockets; a missed message only delays a live view, while failing
 ingestion over it would retry work that already succeeded. So `notify` never raises: an outage or
-throttling is logged, counted in `COUNTS` (readable by tests and the CLI) and emitted as a CloudWatch
+throttling is logged, returned in the `NotifyResult` and emitted as a CloudWatch
 metric (`PhotonRanchArchive/DatastreamFailures`, embedded-metric-format log line: no API call).
 
 Messages go out in SendMessageBatch calls of up to 10, once per exposure per batch.
@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -29,8 +27,6 @@ SQS_BATCH = 10  # SendMessageBatch's limit
 METRIC_NAMESPACE = "PhotonRanchArchive"
 METRIC_NAME = "DatastreamFailures"
 
-COUNTS: Counter[str] = Counter()  # "sent" / "failed", for the life of the process
-_COUNTS_LOCK = threading.Lock()  # the local stack's workers call notify from several threads
 
 
 @dataclass(frozen=True)
@@ -126,9 +122,6 @@ def notify(notifications: Iterable[Notification]) -> NotifyResult:
                 refused = len(batch)
             failed += refused
             sent += len(batch) - refused
-    with _COUNTS_LOCK:
-        COUNTS["sent"] += sent
-        COUNTS["failed"] += failed
     if failed:
         logger.error("datastream notifications lost", extra={"sent": sent, "failed": failed})
         _emit_failure_metric(failed)

@@ -26,7 +26,6 @@ from sqlalchemy.engine import Connection
 import db
 from archive import database
 from archive.aws import client
-from archive.clock import utc_now
 from archive.errors import RetryableError, TemporaryError
 from archive.failures import classify
 from archive.formats.filenames import (
@@ -51,8 +50,6 @@ from archive.settings import get_settings
 from archive.statuses import FAILED, IGNORED, INGESTED
 
 logger = logging.getLogger(__name__)
-
-__all__ = ["Outcome", "RetryableError", "Upload", "ingest_upload", "utc_now"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,6 @@ handler that raises is a 500 `{"message": "Internal Server Error"}` (logged here
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import re
 import threading
@@ -26,6 +25,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from archive.local.events import LambdaContext
+from handlers.responses import json_response
 
 logger = logging.getLogger(__name__)
 
@@ -137,15 +137,6 @@ def http_event(
             event["body"] = base64.b64encode(body).decode("ascii")
             event["isBase64Encoded"] = True
     return event
-
-
-def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
-    return {
-        "statusCode": status,
-        "headers": {"content-type": "application/json", **(headers or {})},
-        "body": json.dumps(payload),
-        "isBase64Encoded": False,
-    }
 
 
 def normalise_response(response: Any) -> Response:

@@ -43,10 +43,11 @@ from archive.formats.filenames import (
 from archive.ingest.expirations import list_exposure_objects, scheduled_expiries
 from archive.ingest.info_images import site_channels as read_channels
 from archive.ingest.uploads_log import ITEM_FIELDS, attempt_order, logged_sites, recent_uploads, uploaded_seconds
-from archive.local.api import Route, json_response
+from archive.local.api import Route
 from archive.ops.queues import queue_depths
 from archive.settings import get_settings
 from archive.statuses import PROBLEMS
+from handlers.responses import NO_STORE, json_response
 
 PREFIX = "/viewer"
 STATIC_DIR = Path(__file__).with_name("viewer")
@@ -60,8 +61,6 @@ DEFAULT_LIMIT = 60
 MAX_LIMIT = 500
 URL_SECONDS = 3600  # presigned links the page loads at once; a refresh signs new ones
 UPLOADING_SECONDS = 30  # a site whose last upload is this recent counts as uploading (the page polls faster)
-
-NO_STORE = {"cache-control": "no-store"}  # every answer is the archive as it is now
 
 Event = Mapping[str, Any]
 Response = dict[str, Any]

@@ -16,17 +16,15 @@ invocation at a time.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from archive.formats.filenames import decode_event_key
 from archive.local.events import LambdaContext, failed_message_ids, sqs_event
 from archive.local.loop import BackgroundLoop
-from handlers.ingest import handler
+from handlers.s3_events import EventError, uploads_in
 
 logger = logging.getLogger(__name__)
 
@@ -46,23 +44,12 @@ class Delivery:
 
 
 def keys_in_body(body: str) -> tuple[str, ...]:
-    """Object keys carried by an S3 notification body; empty for anything else (never raises)."""
+    """Object keys carried by a message body, read as the ingest handler reads it; empty for anything
+    the handler would not ingest (a test event, a body that is no event: never raises)."""
     try:
-        payload = json.loads(body)
-    except ValueError:
+        return tuple(upload.key for upload in uploads_in(body))
+    except EventError:
         return ()
-    records = payload.get("Records") if isinstance(payload, dict) else None
-    keys = []
-    for record in records if isinstance(records, list) else []:
-        try:
-            keys.append(decode_event_key(record["s3"]["object"]["key"]))
-        except (KeyError, TypeError):
-            continue
-    return tuple(keys)
-
-
-def default_handler() -> Handler:
-    return handler
 
 
 class IngestWorker(BackgroundLoop):

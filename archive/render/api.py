@@ -35,7 +35,7 @@ from archive.failures import classify, is_upstream
 from archive.formats.filenames import ParsedName
 from archive.formats.fits_data import reduce_fits
 from archive.formats.jpeg import fit_size
-from archive.render import picture as render_image
+from archive.render import picture
 from archive.render.params import (
     NotFound,
     RenderError,
@@ -167,8 +167,8 @@ def render_picture(bucket: str, sources: tuple[SourceRef, ...], is_fits: bool, p
     s3 = client("s3")
     if not is_fits:
         data = s3.get_object(Bucket=bucket, Key=sources[0].key)["Body"].read()
-        picture = render_image.jpg_picture(data, params, settings.render_max_pixels)
-        return render_image.finish(picture, params)
+        image = picture.jpg_picture(data, params, settings.render_max_pixels)
+        return picture.finish(image, params)
     frames = []
     for ref in sources:
         body = s3.get_object(Bucket=bucket, Key=ref.key)["Body"]
@@ -179,14 +179,14 @@ def render_picture(bucket: str, sources: tuple[SourceRef, ...], is_fits: bool, p
                                       header_limit=settings.fits_header_max_bytes))
         finally:
             body.close()
-    return render_image.finish(render_image.fits_picture(frames, params), params)
+    return picture.finish(picture.fits_picture(frames, params), params)
 
 
-def store(bucket: str, key: str, picture: bytes, sources: tuple[SourceRef, ...],
+def store(bucket: str, key: str, jpeg: bytes, sources: tuple[SourceRef, ...],
           settings: Settings) -> tuple[int, int]:
-    width, height = lazy.Image.open(io.BytesIO(picture)).size
+    width, height = lazy.Image.open(io.BytesIO(jpeg)).size
     client("s3").put_object(
-        Bucket=bucket, Key=key, Body=picture, ContentType="image/jpeg",
+        Bucket=bucket, Key=key, Body=jpeg, ContentType="image/jpeg",
         CacheControl=settings.thumbnail_cache_control,
         Metadata={"width": str(width), "height": str(height), "sources": " ".join(s.filename for s in sources)},
     )

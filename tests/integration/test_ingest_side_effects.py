@@ -15,7 +15,6 @@ from boto3.dynamodb.types import TypeDeserializer
 import db
 from archive import aws
 from archive.database import database_url, get_engine
-from archive.ingest import datastream
 from archive.settings import get_settings
 from handlers.ingest import handler
 from tests import samples
@@ -171,16 +170,15 @@ def test_only_the_messages_that_succeeded_are_announced(stack):
     assert [b["data"]["base_filename"] for b in bodies] == [BASE]
 
 
-def test_a_datastream_outage_does_not_fail_ingestion(stack, settings_env):
+def test_a_datastream_outage_does_not_fail_ingestion(stack, settings_env, caplog):
     s3, bucket, _ = stack
     settings_env(DATASTREAM_QUEUE_NAME="no-such-queue")
-    failed_before = datastream.COUNTS["failed"]
     assert deliver(bucket, put(s3, bucket, f"data/{BASE}-EX00.txt", samples.header_text())) == {
         "batchItemFailures": []
     }
     assert row(BASE) is not None
     assert log_items()[0]["status"] == "ingested"
-    assert datastream.COUNTS["failed"] == failed_before + 1
+    assert "datastream notifications lost" in caplog.text
 
 
 # --- info images -----------------------------------------------------------------------------

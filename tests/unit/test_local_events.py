@@ -89,8 +89,9 @@ def test_items_expire_only_when_past_and_not_older_than_five_years():
 
 
 def test_keys_in_body_decodes_moto_encoded_keys_and_ignores_test_events():
-    body = json.dumps({"Records": [{"s3": {"object": {"key": "data%2Fa+b.txt"}}}]})
-    assert keys_in_body(body) == ("data/a b.txt",)
+    event = s3_object_created_event("b", "data/a b.txt", 3, MOMENT, "us-east-1")
+    event["Records"][0]["s3"]["object"]["key"] = "data%2Fa+b.txt"  # moto encodes the `/` too
+    assert keys_in_body(json.dumps(event)) == ("data/a b.txt",)
     assert keys_in_body(json.dumps({"Event": "s3:TestEvent"})) == ()
     assert keys_in_body("not json") == ()
 
