@@ -81,6 +81,19 @@ class Resolver:
             value = value[: match.start()] + str(found) + value[match.end():]
         return value
 
+    def value_tree(self, value: Any) -> Any:
+        """Strings substituted through lists (a `${self:…}` may stand for a whole list)."""
+        if isinstance(value, str):
+            found = self.text(value)
+            return self.value_tree(found) if isinstance(found, list) else found
+        if isinstance(value, list):
+            out: list[Any] = []
+            for item in value:
+                found = self.value_tree(item)
+                out += found if isinstance(item, str) and isinstance(found, list) else [found]
+            return out
+        return value
+
     def value(self, value: Any) -> Any:
         """A scalar as the deployed function would see it (None when only AWS can know it)."""
         if isinstance(value, str):
@@ -93,6 +106,43 @@ class Resolver:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
         return None
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    """A micromatch glob (what the framework matches package patterns with) as a regular expression."""
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif pattern[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            out, i = out + "[^/]", i + 1
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    return re.compile(out)
+
+
+def function_patterns(config: dict[str, Any], function: str, stage: str = "dev") -> list[str]:
+    """The service's package patterns, then the function's, without repeats (as the framework joins them)."""
+    resolver = Resolver(config, stage)
+    service = resolver.value_tree(config.get("package", {}).get("patterns", []))
+    own = resolver.value_tree(config["functions"][function].get("package", {}).get("patterns", []))
+    return list(dict.fromkeys([*service, *own]))
+
+
+def packaged(paths: list[str], patterns: list[str]) -> set[str]:
+    """The paths a zip built with `patterns` holds: every path starts in, the last matching pattern decides."""
+    state = dict.fromkeys(paths, True)
+    for pattern in patterns:
+        exclude = pattern.startswith("!")
+        regex = _glob(pattern.removeprefix("!"))
+        for path in paths:
+            if regex.fullmatch(path):
+                state[path] = not exclude
+    return {path for path, included in state.items() if included}
 
 
 def function_environment(config: dict[str, Any], stage: str) -> dict[str, str | None]:

@@ -13,7 +13,10 @@ What is enforced, and why:
 - every setting archive/settings.py reads is set in each function's environment (every function loads
   the whole Settings), DATABASE_URL and AWS_ENDPOINT_URL are not, and the SSM parameter that replaces
   DATABASE_URL is readable by the function's role;
-- each zip holds its handler with Python 3.12 bytecode, no boto3/botocore, no tests, and fits Lambda.
+- each zip holds its handler with Python 3.12 bytecode, no boto3/botocore, no tests, and fits Lambda;
+- each function's package patterns (serverless.yml, read without packaging) take in every module its
+  handler imports, and leave out the feature it does not run (render code from ingest and expire,
+  ingest code from the image API, the bucket configuration from all).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import dataclasses
 import json
 import os
 import re
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -32,6 +37,9 @@ import pytest
 from archive.settings import ENVIRONMENT, load_settings
 from handlers.render import ROUTES as RENDER_ROUTES
 from tests.packaging import serverless_yml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "img"))
+import modules  # noqa: E402 - img/ is a folder of scripts; its import reader is the layout test's
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = ROOT / ".serverless"
@@ -277,6 +285,78 @@ def test_a_default_changed_on_one_side_only_is_caught():
         "thumbnail_quality", "log_level"}
 
 
+# Per function: its handler, and the code its zip must not hold (a feature it never runs).
+FUNCTIONS = {
+    "ingest": ("handlers/ingest.py", ("archive/render/", "archive/ops/bucket_config.py")),
+    "expire": ("handlers/expire.py", ("archive/render/", "archive/ops/bucket_config.py")),
+    "render": ("handlers/render.py", ("archive/ingest/", "archive/ops/bucket_config.py")),
+}
+
+
+def import_closure(path: str) -> set[str]:
+    """The files of ours that importing `path` loads: its imports, theirs, and their packages' __init__."""
+    root = modules.ROOT
+
+    def file_of(name: str) -> str | None:
+        base = Path(*name.split("."))
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if (root / candidate).is_file():
+                return candidate.as_posix()
+        return None  # a name imported from a module (`from archive.aws import client`)
+
+    seen: set[str] = set()
+    todo = [path]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for name in modules.imports_of(root / current):
+            parts = name.split(".")
+            todo += [f for i in range(1, len(parts) + 1) if (f := file_of(".".join(parts[:i])))]
+    return seen
+
+
+def source_files() -> list[str]:
+    """Every file git knows (tracked or new) that the framework could package."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.split()
+    return sorted(path for path in listed if (ROOT / path).is_file())
+
+
+def packaging_problems(config: dict, files: list[str]) -> list[str]:
+    problems = []
+    for function, (handler, never) in FUNCTIONS.items():
+        shipped = serverless_yml.packaged(files, serverless_yml.function_patterns(config, function))
+        problems += [f"{function} lacks {path}" for path in sorted(import_closure(handler) - shipped)]
+        problems += [f"{function} ships {path}" for path in sorted(shipped) if path.startswith(never)]
+    return problems
+
+
+def test_the_pattern_reader_matches_as_the_framework_does():
+    files = ["handlers/ingest.py", "handlers/sub/x.py", "archive/aws.py", "archive/render/api.py", "db.py", "README.md"]
+    patterns = ["!**", "handlers/**/*.py", "archive/**/*.py", "!archive/render/**", "db.py"]
+    assert serverless_yml.packaged(files, patterns) == {"handlers/ingest.py", "handlers/sub/x.py", "archive/aws.py",
+                                                        "db.py"}
+
+
+def test_each_function_packages_what_its_handler_imports_and_not_the_other_feature():
+    files = source_files()
+    assert "archive/render/picture.py" in import_closure("handlers/render.py")
+    assert "archive/formats/filenames.py" in import_closure("handlers/expire.py")
+    assert packaging_problems(serverless_yml.load(), files) == []
+
+
+def test_a_pattern_that_drops_an_imported_module_or_ships_the_other_feature_is_caught():
+    config = serverless_yml.load()
+    broken = copy.deepcopy(config)
+    broken["functions"]["render"]["package"]["patterns"] = ["!archive/render/stretch.py"]
+    broken["functions"]["ingest"]["package"] = {}
+    problems = packaging_problems(broken, source_files())
+    assert "render lacks archive/render/stretch.py" in problems
+    assert "ingest ships archive/render/api.py" in problems
+
+
 # --- the generated template and zips -----------------------------------------------------------------
 
 
@@ -415,7 +495,10 @@ def test_each_zip_holds_its_handler_compiled_for_the_runtime(functions):
         # Operator commands and the local stack are never shipped (they need numpy, astropy, moto).
         tooling = [n for n in names if n.startswith(("archive/cli/", "archive/local/"))]
         assert tooling == [], (function_id, tooling[:5])
-        assert "archive/ingest/pipeline.py" in names and "db.py" in names, function_id
+        handler_file = f"{module}.py"
+        _, never = next(v for v in FUNCTIONS.values() if v[0] == handler_file)
+        assert sorted(import_closure(handler_file) - names) == [], function_id
+        assert [n for n in names if n.startswith(never)] == [], function_id
         budget = {"handlers/ingest": INGEST_BUDGET, "handlers/render": RENDER_BUDGET}.get(module, LAMBDA_UNZIPPED_LIMIT)
         assert size <= budget, (function_id, size)
         fits_reader = [n for n in names if n.startswith(("astropy/", "numpy/"))]
