@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv browser test lint bench demo serve package clean
+.PHONY: venv browser test test-fast lint bench demo serve package clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: venv browser
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+# The unit tests alone (nothing started: no database, no moto), for the edit-test loop; under a minute.
+# `$(BIN)/python -m pytest --lf` reruns only what failed last time (pytest keeps its cache).
+test-fast: venv
+	$(BIN)/python -m pytest tests/unit -q
 
 lint: venv
 	$(BIN)/ruff check .

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from archive import aws
 from archive.cli import main
-from archive.ops.bucket_config import LIFECYCLE_RULES, plan
+from archive.ops.bucket_config import LIFECYCLE_RULES
 from archive.settings import get_settings
 
 
@@ -156,11 +154,3 @@ def test_a_missing_ingest_queue_says_to_deploy_first(aws_stack, bucket, capsys):
     assert notifications(bucket).get("QueueConfigurations") is None
 
 
-@pytest.mark.parametrize("name", ["prefix", "Prefix"])
-def test_filter_rule_spelling_does_not_count_as_a_change(name):
-    arn = "arn:aws:sqs:us-east-1:123456789012:photonranch-archive-ingest-dev"
-    first = plan({}, [], arn)
-    for entry in first.notifications["QueueConfigurations"]:
-        entry["Filter"]["Key"]["FilterRules"][0]["Name"] = name
-    again = plan(first.notifications, first.rules, arn)
-    assert not again.notifications_change and not again.lifecycle_changes

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 
 import db
 from archive import aws, database
-from archive.cli import main, migrate
+from archive.cli import migrate
 from archive.ingest.pipeline import Upload, ingest_upload
 from archive.ingest.uploads_log import newest_attempts, scan_items
 from archive.local.ports import free_port
@@ -63,15 +63,6 @@ def ingested_rows(url: str) -> list[str]:
         return [r.base_filename for r in conn.execute(db.images.select())]
 
 
-def test_a_plain_postgresql_url_names_the_installed_driver():
-    assert db.database_url("postgresql://archive:s3cr%40t@db.example:5432/photonranch?sslmode=require") == (
-        "postgresql+psycopg2://archive:s3cr%40t@db.example:5432/photonranch?sslmode=require"
-    )
-    assert db.database_url("postgres://u@h/d") == "postgresql+psycopg2://u@h/d"
-    assert db.database_url("postgresql+psycopg2://u@h/d") == "postgresql+psycopg2://u@h/d"
-    assert db.database_url("sqlite:///x.sqlite") == "sqlite:///x.sqlite"
-
-
 def test_a_plain_postgresql_url_is_migrated_by_the_cli_and_used_by_the_handler(
     scratch_url, aws_stack, settings_env
 ):
@@ -97,15 +88,6 @@ def test_an_ssm_parameter_holding_the_plain_url_works_for_migrations_and_the_han
     finally:
         database._ssm_database_url.cache_clear()
     assert ingested_rows(scratch_url) == [samples.BASE]
-
-
-def test_a_url_naming_a_driver_that_is_not_installed_stops_the_cli_with_one_line(capsys):
-    url = "postgresql+psycopg://archive:SECRET@127.0.0.1:1/photonranch"
-    assert main(["migrate", "--database-url", url]) == 1
-    assert capsys.readouterr().err.splitlines() == [
-        "error: database URL names the driver 'postgresql+psycopg', whose module 'psycopg' is not installed; "
-        "use postgresql:// (or postgresql+psycopg2://)"
-    ]
 
 
 def failed_header_ingest(caplog: pytest.LogCaptureFixture) -> tuple[BaseException, str]:

@@ -1,4 +1,5 @@
-"""make_thumbnail and write_thumbnail: sizes, orientation, modes, bad data, determinism, S3 headers."""
+"""make_thumbnail: sizes, orientation, modes, bad data, determinism (write_thumbnail against S3:
+tests/integration/test_thumbnail_writes.py)."""
 
 from __future__ import annotations
 
@@ -9,18 +10,13 @@ import sys
 
 import numpy as np
 import pytest
-from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageCms
 
-from archive import aws
 from archive.formats.jpeg import JpegError, to_jpeg_mode
-from archive.ingest.thumbnails import make_thumbnail, thumbnail_size, write_thumbnail
+from archive.ingest.thumbnails import make_thumbnail, thumbnail_size
 from bench.bench_thumbnails import naive_resized, sky_jpeg
-
-MEDIUM_KEY = "data/sro-kb001ms-20220629-00010442-EX10.jpg"
-SMALL_KEY = "data/sro-kb001ms-20220629-00010442-EX11.jpg"
 
 
 def jpeg(image: Image.Image, **save: object) -> bytes:
@@ -300,56 +296,6 @@ def test_importing_the_module_does_not_import_pillow():
     code = "import sys, archive.ingest.thumbnails; print('PIL' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
-
-
-# --------------------------------------------------------------------------------------------------
-# write_thumbnail against S3 (moto)
-
-
-def test_write_thumbnail_puts_a_jpeg_with_content_type_and_cache_control(s3, bucket):
-    s3.put_object(Bucket=bucket, Key=MEDIUM_KEY, Body=sky_jpeg(1536, 1024, "RGB"))
-    size = write_thumbnail(bucket, MEDIUM_KEY, SMALL_KEY)
-    obj = s3.get_object(Bucket=bucket, Key=SMALL_KEY)
-    body = obj["Body"].read()
-    assert obj["ContentType"] == "image/jpeg"
-    assert obj["CacheControl"] == "public, max-age=31536000, immutable"
-    assert size == len(body) == obj["ContentLength"]
-    assert opened(body).size == (192, 128)
-
-
-def test_write_thumbnail_uses_height_quality_and_cache_control_from_settings(s3, bucket, settings_env):
-    s3.put_object(Bucket=bucket, Key=MEDIUM_KEY, Body=sky_jpeg(1536, 1024, "RGB"))
-    settings_env(THUMBNAIL_HEIGHT_PX="64", THUMBNAIL_QUALITY="40", THUMBNAIL_CACHE_CONTROL="max-age=60")
-    s3 = aws.client("s3")  # rebuilt with the new settings
-    write_thumbnail(bucket, MEDIUM_KEY, SMALL_KEY)
-    obj = s3.get_object(Bucket=bucket, Key=SMALL_KEY)
-    body = obj["Body"].read()
-    assert obj["CacheControl"] == "max-age=60"
-    assert opened(body).size == (96, 64)
-    assert body == make_thumbnail(sky_jpeg(1536, 1024, "RGB"), 64, 40)
-
-
-def test_write_thumbnail_of_corrupt_medium_raises_and_writes_nothing(s3, bucket):
-    s3.put_object(Bucket=bucket, Key=MEDIUM_KEY, Body=b"\xff\xd8\xff\xe0 not really")
-    with pytest.raises(JpegError):
-        write_thumbnail(bucket, MEDIUM_KEY, SMALL_KEY)
-    assert s3.list_objects_v2(Bucket=bucket, Prefix=SMALL_KEY).get("KeyCount") == 0
-
-
-def test_write_thumbnail_lets_a_missing_medium_raise_no_such_key(s3, bucket):
-    with pytest.raises(ClientError) as caught:
-        write_thumbnail(bucket, MEDIUM_KEY, SMALL_KEY)
-    assert caught.value.response["Error"]["Code"] == "NoSuchKey"
-
-
-def test_write_thumbnail_refuses_a_medium_over_the_byte_limit_before_reading_it(s3, bucket, settings_env):
-    body = sky_jpeg(1536, 1024, "RGB")
-    s3.put_object(Bucket=bucket, Key=MEDIUM_KEY, Body=body)
-    settings_env(THUMBNAIL_MAX_BYTES=str(len(body) - 1))
-    with pytest.raises(JpegError) as caught:
-        write_thumbnail(bucket, MEDIUM_KEY, SMALL_KEY)
-    assert caught.value.status == "failed" and "byte limit" in caught.value.reason
-    assert aws.client("s3").list_objects_v2(Bucket=bucket, Prefix=SMALL_KEY).get("KeyCount") == 0
 
 
 @pytest.mark.parametrize("target", [1, 96, 128, 300])
