@@ -55,7 +55,7 @@ serve: venv
 clean:
 	rm -rf $(VENV) .archive node_modules .serverless
 
-# --- Deployment (docs/operations.md). Offline: dummy credentials, nothing is sent to AWS. ---
+# --- Deployment (deploy/README.md, docs/operations.md). Offline: dummy credentials, nothing is sent to AWS. ---
 # Bytecode in the Lambda zips must come from the runtime's Python (3.12); PY312 finds one.
 ifndef PY312
 PY312 := $(shell for p in python3.12 $(HOME)/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12; do \
@@ -79,7 +79,7 @@ package: venv $(DEPLOY_TOOLS)/.installed
 	npm ci --no-audit --no-fund
 	$(OFFLINE_AWS) ARCHIVE_PYTHON=$(PY312) npx --no-install serverless package --stage dev
 
-# What CI checks on the packaged service: cfn-lint (W3005 accepted, see docs/operations.md) and the
+# What CI checks on the packaged service: cfn-lint (W3005 accepted, see deploy/README.md) and the
 # template/artifact tests, which must not skip here.
 deploy-check: venv $(DEPLOY_TOOLS)/.installed
 	$(DEPLOY_TOOLS)/bin/cfn-lint --ignore-checks W3005 -- $(TEMPLATE)

@@ -1,4 +1,4 @@
-"""`python -m archive …`: the command line (see archive/cli.py)."""
+"""`python -m archive …`: the command line (the commands are in archive/cli/)."""
 
 import sys
 

@@ -279,7 +279,7 @@ def finish_zip(zip_path: Path, drop: list[str], max_unzipped_mib: float, prune: 
     limit = min(max_unzipped_mib, LAMBDA_LIMIT_MIB)
     if mib > limit:
         print(f"{zip_path.name}: {mib:.1f} MiB unzipped is over its budget of {limit:g} MiB (without llvm-strip the"
-              " extension modules stay unstripped, ~25 MiB more: docs/operations.md)", file=sys.stderr)
+              " extension modules stay unstripped, ~25 MiB more: deploy/README.md)", file=sys.stderr)
         return 1
     return 0
 
