@@ -67,7 +67,7 @@ def test_a_plain_postgresql_url_is_migrated_by_the_cli_and_used_by_the_handler(
     scratch_url, aws_stack, settings_env
 ):
     settings_env(DATABASE_URL=scratch_url)
-    assert migrate.run(argparse.Namespace(database_url=None)) == 0
+    assert migrate.run(argparse.Namespace(database_url=None, revision="head")) == 0
     s3, bucket = aws.client("s3"), get_settings().bucket
     assert handler(sqs_event_for(bucket, [header_upload(s3, bucket)]), None) == {"batchItemFailures": []}
     assert ingested_rows(scratch_url) == [samples.BASE]
@@ -82,7 +82,7 @@ def test_an_ssm_parameter_holding_the_plain_url_works_for_migrations_and_the_han
     settings_env(DATABASE_URL_SSM_PARAM="/photonranch-archive/test/database-url")
     database._ssm_database_url.cache_clear()
     try:
-        assert migrate.run(argparse.Namespace(database_url=None)) == 0
+        assert migrate.run(argparse.Namespace(database_url=None, revision="head")) == 0
         s3, bucket = aws.client("s3"), get_settings().bucket
         assert handler(sqs_event_for(bucket, [header_upload(s3, bucket)]), None) == {"batchItemFailures": []}
     finally:

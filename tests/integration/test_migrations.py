@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, inspect, text
 
 import db
 import migrations
+from archive.cli import main
 
 _spec = importlib.util.spec_from_file_location(
     "frontend_indexes", Path(migrations.__file__).with_name("versions") / "0004_frontend_indexes.py"
@@ -70,6 +71,21 @@ def test_migrate_creates_the_table_with_the_contract_columns(scratch_database):
     columns = {c["name"]: c for c in inspect(engine).get_columns("images")}
     assert set(columns) == {c.name for c in db.images.columns}
     assert not columns["capture_date"]["nullable"] and not columns["jpg_small_exists"]["nullable"]
+    engine.dispose()
+
+
+def test_the_migrate_command_stops_at_the_revision_asked_and_goes_on_to_head_by_default(scratch_database, capsys):
+    assert main(["migrate", "--database-url", scratch_database, "--revision", "0003"]) == 0
+    assert migrations.current_revision(scratch_database) == migrations.BEFORE_FRONTEND_INDEXES
+    assert capsys.readouterr().out.strip() == f"images table is at migration {migrations.BEFORE_FRONTEND_INDEXES}"
+    engine = create_engine(scratch_database)
+    assert not {i["name"] for i in inspect(engine).get_indexes("images")} & set(INDEX_MIGRATION.INDEXES)
+    engine.dispose()
+
+    assert main(["migrate", "--database-url", scratch_database]) == 0
+    assert migrations.current_revision(scratch_database) == INDEX_MIGRATION.revision
+    engine = create_engine(scratch_database)
+    assert set(INDEX_MIGRATION.INDEXES) <= {i["name"] for i in inspect(engine).get_indexes("images")}
     engine.dispose()
 
 
