@@ -7,22 +7,26 @@ indexes), the other goes to 0004 (built CONCURRENTLY, since it holds rows: the t
 in the same run and interleaved, so a busy moment of a shared machine lands on both alike:
 
 1. every read photonranch-api makes (bench/frontend_queries.py: the same statements through
-   SQLAlchemy, rows fetched) runs on both tables, p50 and p95 each; their answers must be the same,
-   the run stops if not;
+   SQLAlchemy, every column and all rows fetched, as photonranch-api does) runs on both tables, p50 and
+   p95 each; their answers must be the same, the run stops if not. Beside them, the server's own part
+   (EXPLAIN ANALYZE: it neither detoasts `header` nor sends rows);
 2. new exposures are ingested into both tables, batch by batch: the header upsert, then the upserts
    of its four files' flags (the ingest core's own functions, a connection shared by an invocation of
    10, as the handler does).
 
 The rows: 12 sites of very different sizes (the largest a third of the table), five years of nights
 in upload order, 11 filters and 400 users with skewed frequencies, nine exposure times, 95 % with a
-medium JPG. Headers are short JSON objects: in production a whole header is TOASTed out of the row,
-so a short inline one keeps the heap about as wide as production's (a scan reads as many pages).
+medium JPG. Headers are JSON objects of production's size (HEADER_BYTES, about 4.4 KB: some 200
+keywords, the row's own DATE-OBS, FILTER, EXPTIME, USERID, OBJECT, SMARTSTK, SSTKNUM and ORIGNAME among
+them), so PostgreSQL compresses or moves them out of line (TOAST) as it does production's, and every
+read that loads `header`, as photonranch-api's do, pays for detoasting and sending it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import math
 import os
 import random
@@ -55,6 +59,8 @@ EXPOSURES = (1, 5, 10, 30, 60, 120, 180, 300, 600)
 FIRST_NIGHT = dt.datetime(2021, 1, 1)
 NIGHTS = 5 * 365 + 1
 LATEST_N = 50  # the web app's page of latest images
+HEADER_BYTES = 4_400  # a production header's JSON, on average
+HEADER_VARIANTS = 16  # distinct filler sets, so rows do not all carry one header
 
 # One INSERT … SELECT over generate_series: the server makes the rows, nothing crosses the wire.
 # Rows come in capture order (as uploads do); skew comes from powers of random().
@@ -65,9 +71,14 @@ INSERT INTO images (base_filename, data_type, site, capture_date, sort_date, rig
 SELECT g.site || '-kb001ms-' || to_char(g.t, 'YYYYMMDD') || '-' || lpad(g.i::text, 8, '0'),
     g.data_type, g.site, g.t, g.t, g.ra, g.dec, g.alt, g.az, g.filter_used, g.airmass, g.exptime,
     'User ' || g.u, 'google-oauth2|' || (100000 + g.u),
-    json_build_object('DATE-OBS', to_char(g.t, 'YYYY-MM-DD"T"HH24:MI:SS.MS'), 'EXPTIME', g.exptime::text,
+    (jsonb_build_object('DATE-OBS', to_char(g.t, 'YYYY-MM-DD"T"HH24:MI:SS.MS'), 'EXPTIME', g.exptime::text,
         'FILTER', g.filter_used, 'USERID', 'google-oauth2|' || (100000 + g.u), 'SITEID', g.site,
-        'OBJECT', 'M ' || (g.i % 110), 'SMARTSTK', 'no', 'SSTKNUM', 'no')::text,
+        'OBJECT', 'M ' || (g.i % 110), 'SMARTSTK', 'no', 'SSTKNUM', 'no',
+        'ORIGNAME', g.site || '-kb001ms-' || to_char(g.t, 'YYYYMMDD') || '-' || lpad(g.i::text, 8, '0') || '-EX00.fits',
+        'RA', round(g.ra::numeric, 6)::text, 'DEC', round(g.dec::numeric, 6)::text,
+        'ALTITUDE', round(g.alt::numeric, 4)::text, 'AZIMUTH', round(g.az::numeric, 4)::text,
+        'AIRMASS', round(g.airmass::numeric, 4)::text)
+     || (:header_fillers)[1 + g.i % :n_fillers]::jsonb)::text,
     random() < 0.8, random() < 0.9, g.jpg, g.jpg, 2
 FROM (
     SELECT i,
@@ -134,6 +145,29 @@ def scratch_database(server_url: str | None) -> Iterator[str]:
                 cluster.stop()
 
 
+def header_fillers(count: int = HEADER_VARIANTS, size: int = HEADER_BYTES, seed: int = 3) -> list[str]:
+    """JSON objects of the keywords a site's header carries besides the row's own, as strings.
+
+    Instrument, mount, enclosure and weather readings: numbers of realistic precision and a few words,
+    so the objects compress as a real header's do. Each, merged with the row's own keywords, makes a
+    header of about `size` bytes.
+    """
+    rng = random.Random(seed)
+    groups = ("CCD", "CAM", "FOC", "ROT", "MNT", "ENC", "WX", "SKY", "GDR", "PIER", "DOME", "FLT", "OBS", "SEQ")
+    words = ("open", "closed", "tracking", "parked", "ok", "idle", "auto", "manual", "clear", "cloudy")
+    own = 620  # the bytes of the row's own keywords (load_rows) in the JSON text
+    fillers = []
+    for _ in range(count):
+        header: dict[str, str] = {}
+        n = 0
+        while len(json.dumps(header)) < size - own:
+            name = f"{groups[n % len(groups)]}{n // len(groups):03d}"[:8]
+            header[name] = rng.choice(words) if n % 7 == 0 else f"{rng.uniform(-1000, 1000):.{rng.randint(2, 6)}f}"
+            n += 1
+        fillers.append(json.dumps(header))
+    return fillers
+
+
 def load_rows(url: str, rows: int, seed: float = 0.42) -> float:
     """Fill `images` with `rows` generated exposures, vacuum and analyse; returns the seconds taken."""
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
@@ -143,7 +177,8 @@ def load_rows(url: str, rows: int, seed: float = 0.42) -> float:
         conn.execute(
             text(LOAD_ROWS),
             dict(rows=rows, sites=list(SITES), n_sites=len(SITES), filters=list(FILTERS), n_filters=len(FILTERS),
-                 exposures=list(EXPOSURES), n_exposures=len(EXPOSURES), first_night=FIRST_NIGHT, nights=NIGHTS),
+                 exposures=list(EXPOSURES), n_exposures=len(EXPOSURES), first_night=FIRST_NIGHT, nights=NIGHTS,
+                 header_fillers=header_fillers(), n_fillers=HEADER_VARIANTS),
         )
         conn.execute(text("VACUUM ANALYZE images"))  # a long-lived table is vacuumed and analysed
     engine.dispose()
@@ -170,6 +205,13 @@ def copy_rows(source: str, target_url: str) -> None:
 def table_sizes(conn: Connection) -> tuple[int, int]:
     """(heap bytes, bytes of all indexes) of `images`."""
     return tuple(conn.execute(text("SELECT pg_table_size('images'), pg_indexes_size('images')")).one())
+
+
+def header_sizes(conn: Connection) -> tuple[float, float]:
+    """(mean bytes of a header's JSON text, mean bytes PostgreSQL stores for it, compressed or not)."""
+    return tuple(conn.execute(text(
+        "SELECT avg(octet_length(header)), avg(pg_column_size(header)) FROM (SELECT header FROM images LIMIT 10000) h"
+    )).one())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -358,6 +400,7 @@ class ScaleResult:
     index_bytes_before: int
     index_bytes_after: int
     build_seconds: float
+    header_bytes: tuple[float, float]  # mean JSON text, mean stored
     cases: list[Case]
     ingestion: dict[str, IngestTimes]
 
@@ -382,6 +425,7 @@ def run(server_url: str | None, rows: int, repeats_without: int, repeats_with: i
         engines = {state: create_engine(state_url) for state, state_url in urls.items()}
         with engines[WITHOUT].connect() as conn:
             heap_bytes, index_before = table_sizes(conn)
+            headers = header_sizes(conn)
             cases = build_cases(conn, max(repeats_without, repeats_with))
         with engines[WITH].connect() as conn:
             _, index_after = table_sizes(conn)
@@ -395,7 +439,8 @@ def run(server_url: str | None, rows: int, repeats_without: int, repeats_with: i
             cleanup.dispose()
         ingestion = time_ingestion(urls, ingest_exposures, texts)
         time_reads(urls, cases, repeats_without, repeats_with)
-    return ScaleResult(rows, load_seconds, heap_bytes, index_before, index_after, build_seconds, cases, ingestion)
+    return ScaleResult(rows, load_seconds, heap_bytes, index_before, index_after, build_seconds, headers, cases,
+                       ingestion)
 
 
 def report(result: ScaleResult) -> str:
@@ -404,6 +449,8 @@ def report(result: ScaleResult) -> str:
         f"{result.rows:,} rows loaded in {result.load_seconds:.1f} s; heap {result.heap_bytes / 2**20:.0f} MiB, "
         f"indexes {result.index_bytes_before / 2**20:.0f} MiB before 0004, {result.index_bytes_after / 2**20:.0f} MiB "
         f"after (built CONCURRENTLY in {result.build_seconds:.1f} s)",
+        f"headers: {result.header_bytes[0]:,.0f} bytes of JSON on average, {result.header_bytes[1]:,.0f} bytes stored "
+        "(TOAST: compressed and/or out of line)",
         "",
         f"{'photonranch-api read':51s} {'rows':>5s} {'without p50':>11s} {'p95':>7s} {'with p50':>9s} {'p95':>7s}"
         f" {'server':>7s} {'speed-up':>8s}  target (>= 50x, p95 <= 10 ms)",
@@ -427,7 +474,8 @@ def report(result: ScaleResult) -> str:
         )
     lines.append(f"({len(result.cases[0].without)} timed runs of each read without the indexes, "
                  f"{len(result.cases[0].with_)} with, interleaved; rows: median returned; times include fetching "
-                 "the rows through SQLAlchemy, except 'server': EXPLAIN ANALYZE's execution time, p50)")
+                 "every column of the rows, header included, through SQLAlchemy, as photonranch-api does; 'server' is "
+                 "EXPLAIN ANALYZE's execution time, p50, which neither detoasts nor sends the rows)")
     without, with_ = result.ingestion[WITHOUT], result.ingestion[WITH]
     h0, h1 = without.headers_per_second, with_.headers_per_second
     f0, f1 = without.flags_per_second, with_.flags_per_second

@@ -80,5 +80,6 @@ def test_the_scale_benchmark_runs_small_and_the_indexes_change_no_answer(databas
     assert all(len(case.without) == 2 and len(case.with_) == len(case.server) == 3 for case in result.cases)
     assert sum(case.rows[0] for case in result.cases) > 0
     assert result.index_bytes_after > result.index_bytes_before
+    assert 4_000 <= result.header_bytes[0] <= 4_800, "headers of production's size, so reads pay for them"
     assert {state: times.exposures for state, times in result.ingestion.items()} == {
         bench_scale.WITHOUT: 20, bench_scale.WITH: 20}
