@@ -33,11 +33,13 @@ def upload(key: str, finished: float = 100.0) -> UploadRecord:
 
 
 def test_expected_keys_add_the_thumbnail_of_every_medium_jpg():
-    uploads = [upload("data/a-b-20260101-00000001-EX10.jpg"), upload("data/a-b-20260101-00000001-EX00.txt"),
-               upload("info-images/a-b-20260101-00000001-EX13.jpg"), upload("data/a-b-20260101-00000001-EX11.jpg")]
+    base = "tst-cam-20260101-00000001"
+    uploads = [upload(f"data/{base}-EX10.jpg"), upload(f"data/{base}-EX00.txt"),
+               upload(f"info-images/{base}-EX13.jpg"), upload(f"data/{base}-EX11.jpg")]
 
-    assert expected_keys(uploads) == {u.key for u in uploads} | {"info-images/a-b-20260101-00000001-EX11.jpg"}
-    assert thumbnail_key("data/x-EX10.fits") is None
+    assert expected_keys(uploads) == {u.key for u in uploads} | {f"info-images/{base}-EX11.jpg"}
+    assert thumbnail_key(f"data/{base}-EX10.fits") is None
+    assert thumbnail_key("data/not-a-name-EX10.jpg") is None, "the archive thumbnails only names it can read"
 
 
 def test_delivery_log_keeps_the_first_success_and_counts_failures_and_handler_time():
