@@ -155,7 +155,7 @@ def header_fillers(count: int = HEADER_VARIANTS, size: int = HEADER_BYTES, seed:
     rng = random.Random(seed)
     groups = ("CCD", "CAM", "FOC", "ROT", "MNT", "ENC", "WX", "SKY", "GDR", "PIER", "DOME", "FLT", "OBS", "SEQ")
     words = ("open", "closed", "tracking", "parked", "ok", "idle", "auto", "manual", "clear", "cloudy")
-    own = 620  # the bytes of the row's own keywords (load_rows) in the JSON text
+    own = 340  # the bytes of the row's own keywords (load_rows) in the JSON text, about
     fillers = []
     for _ in range(count):
         header: dict[str, str] = {}
