@@ -213,6 +213,12 @@ def test_channels_show_each_info_image_and_what_a_channel_waits_for(archive):
     assert detail["header"]["OBJECT"] == "Jupiter" and len(detail["files"]) == 3
 
 
+def test_the_page_is_told_how_long_the_upload_log_keeps_items(archive, settings_env):
+    assert get(f"/viewer/api/sites/{SITE}/uploads")[1]["kept_hours"] == 48
+    settings_env(UPLOADS_LOG_TTL_HOURS="6")
+    assert get(f"/viewer/api/sites/{SITE}/uploads")[1]["kept_hours"] == 6
+
+
 def test_the_upload_log_is_newest_first_with_failures_and_their_reasons(archive):
     name = exposure(30, 0, letters="h")
     deliver((f"data/{name}-EX10.jpg", b"this is not a JPEG"))
