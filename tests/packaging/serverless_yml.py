@@ -37,7 +37,7 @@ def _tagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Tagged:
         return Tagged(suffix, loader.construct_scalar(node))
     if isinstance(node, yaml.SequenceNode):
         return Tagged(suffix, loader.construct_sequence(node, deep=True))
-    return Tagged(suffix, loader.construct_mapping(node, deep=True))  # type: ignore[arg-type]
+    return Tagged(suffix, loader.construct_mapping(node, deep=True))
 
 
 _Loader.add_multi_constructor("!", _tagged)
