@@ -128,21 +128,22 @@ def sequential(chunks: Iterable[bytes], skip: int = 0) -> Iterator[bytes]:
     fed = False  # the current decompressor has been given data
     streams = 0
     for chunk in chunks:
-        while chunk:
+        data = chunk
+        while data or (decompressor is not None and not decompressor.eof and not decompressor.needs_input):
             if decompressor is None or decompressor.eof:
                 decompressor, fed = bz2.BZ2Decompressor(), False
             try:
-                out = decompressor.decompress(chunk)
+                # At most a chunk out per call: a few compressed bytes can stand for gigabytes of output.
+                out = decompressor.decompress(data, SEQUENTIAL_CHUNK)
             except (OSError, EOFError, ValueError) as exc:
                 if streams and not fed:
                     return  # trailing bytes that are not a stream
                 raise Bz2Error(f"corrupt bzip2 data ({exc})") from exc
             fed = True
+            data = b""
             if decompressor.eof:
                 streams += 1
-                chunk = decompressor.unused_data
-            else:
-                chunk = b""
+                data = decompressor.unused_data
             if skip:
                 dropped = min(skip, len(out))
                 out, skip = out[dropped:], skip - dropped

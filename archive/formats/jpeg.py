@@ -65,6 +65,11 @@ class JpegError(PermanentError, ValueError):
         self.status = status
 
 
+class JpegTooLarge(JpegError):
+    """A JPEG refused before decoding for its pixel count or the memory decoding it would take: a budget
+    (the image API answers 413), where other JpegErrors are the data's fault (422)."""
+
+
 def _kind_of(data: bytes) -> str:
     if data[4:12] == b"ftypavif" or data[4:12] == b"ftypheic":
         return "HEIF/AVIF"
@@ -116,7 +121,7 @@ def _check_limits(layout: JpegLayout, size_for: SizeFor, max_pixels: int, max_de
     """
     width, source_height = layout.width, layout.height
     if width * source_height > max_pixels:
-        raise JpegError(
+        raise JpegTooLarge(
             FAILED,
             f"{width}×{source_height} = {width * source_height} pixels is over the limit of {max_pixels} "
             "(a decompression bomb?)",
@@ -128,7 +133,7 @@ def _check_limits(layout: JpegLayout, size_for: SizeFor, max_pixels: int, max_de
         if layout.lossless:
             kind = "lossless (cannot be decoded scaled)"
         metadata = layout.metadata_bytes // 2**20
-        raise JpegError(
+        raise JpegTooLarge(
             REJECTED,
             f"decoding this {kind} {width}×{source_height} JPEG with {layout.components} component(s) would "
             f"take about {need // 2**20} MiB, over the {max_decode_bytes // 2**20} MiB limit"
