@@ -22,6 +22,7 @@ Only the reduction is done here; the display stretch (archive.render.stretch) ru
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -139,23 +140,34 @@ class ByteReader:
 
     def __init__(self, chunks: Iterable[bytes], checkpoint: Callable[[], None] | None = None) -> None:
         self._chunks = iter(chunks)
-        self._buffer = bytearray()
+        self._pending: deque[memoryview] = deque()  # chunks not yet handed out (views: no copies)
+        self._held = 0
         self._checkpoint = checkpoint
         self.position = 0  # bytes handed out so far
 
     def read(self, count: int) -> bytes:
         """`count` bytes, fewer only at the end of the data."""
-        while len(self._buffer) < count:
+        while self._held < count:
             if self._checkpoint is not None:
                 self._checkpoint()
             chunk = next(self._chunks, None)
             if chunk is None:
                 break
-            self._buffer += chunk
-        out = bytes(self._buffer[:count])
-        del self._buffer[:count]
+            if chunk:
+                self._pending.append(memoryview(chunk))
+                self._held += len(chunk)
+        out = bytearray()
+        while len(out) < count and self._pending:
+            view = self._pending[0]
+            take = min(count - len(out), len(view))
+            out += view[:take]
+            if take == len(view):
+                self._pending.popleft()
+            else:
+                self._pending[0] = view[take:]
+        self._held -= len(out)
         self.position += len(out)
-        return out
+        return bytes(out)
 
     def skip(self, count: int) -> None:
         while count > 0:
