@@ -12,9 +12,10 @@ what the combined CRC of one block is) and decoded in a thread pool; the outputs
 a bounded number in flight. Every block's CRC is still checked by the decoder.
 
 Anything unexpected (a magic found by chance inside compressed data, a block that fails to decode or
-expands past BLOCK_OUTPUT_MAX, a single block) falls back to the plain sequential decoder, skipping what was already delivered, so the
-result is always exactly what `bz2.decompress` gives — or its error. The sequential decoder hands out
-at most SEQUENTIAL_CHUNK at a time, so a few bytes standing for gigabytes are never held at once.
+expands past BLOCK_OUTPUT_MAX, a single block) falls back to the plain sequential decoder, skipping
+what was already delivered, so the result is always exactly what `bz2.decompress` gives — or its
+error. The sequential decoder hands out at most SEQUENTIAL_CHUNK at a time, so a few bytes standing
+for gigabytes are never held at once.
 """
 
 from __future__ import annotations
