@@ -194,6 +194,10 @@ def blamed_on(filename: str) -> Iterator[None]:
     traceback (it may be a bug of ours) and answered 422: it came from this file's data."""
     try:
         yield
+    except (TooLarge, Unrenderable) as exc:
+        if "filename" in exc.details:
+            raise
+        raise type(exc)(f"{filename}: {exc.message}", **exc.details, filename=filename) from exc
     except RenderError:
         raise
     except errors.TooLarge as exc:
