@@ -5,17 +5,23 @@ as the reference service did) multiplies it by four: a 4k×4k 16-bit frame becom
 single statistic. The picture we make is a few hundred pixels wide, so we never hold the frame:
 
 - the data is read in bands of rows and averaged into blocks of `factor`×`factor` pixels as it arrives,
-  in float32 sums straight from the stored integers (BSCALE/BZERO applied to the means; NaN, ±inf and
-  BLANK pixels left out of each block's mean; a block with nothing left stays NaN), so memory is one
-  band plus the reduced image;
+  in sums straight from the stored values (float32 for integers, float64 for floats; BSCALE/BZERO
+  applied to the means; NaN, ±inf and BLANK pixels left out of each block's mean; a block with nothing
+  left stays NaN), so memory is one band plus the reduced image;
 - `.fits`: the object's body is streamed; headers are read by archive.formats.headers (no astropy: a Lambda
   serving JPEG renders or cache hits never imports it);
-- `.fits.bz2`: decompressed on the fly, on every core (archive.formats.bz2_blocks);
-- `.fits.fz`: astropy's tile decompression, all tiles in one pass into the stored pixel type (2 bytes a
-  pixel for 16-bit data, no float copy of the frame), then reduced band by band like the others;
+- `.fits.bz2`: decompressed on the fly, on every core (archive.formats.bz2_blocks), or on one as it
+  streams in when the object is larger than BZ2_PARALLEL_MAX_BYTES; no step holds more than a chunk of
+  its output, however little input stands for it;
+- `.fits.fz`: streamed too, its tiles decoded one row of tiles at a time (archive.formats.fz_tiles) into
+  bands of the reduction;
 - the image is the primary HDU's, or the first image extension's when the primary has none. A frame
-  that is not 2-D (a cube with more than one plane) or has no pixels is `Unreadable`; one over the
-  pixel budget is `TooLarge`, refused from its header before any data is read.
+  that is not 2-D (a cube with more than one plane) or has no pixels is `Unreadable`; one over a
+  budget (`Budget`: sides, pixels, decompressed bytes, .fz tile rows) is `TooLarge`, and one whose
+  header declares more data than the file holds is `Unreadable`, all from its headers before any data
+  is read;
+- a band is about BAND_BYTES whatever the frame's shape (a strip 10^5 pixels wide reduced by 500 is
+  summed a few rows at a time), and `checkpoint()` is called between bands: the render's deadline.
 
 Only the reduction is done here; the display stretch (archive.render.stretch) runs on the reduced image.
 """
