@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from archive import lazy
 from archive.formats.fits_data import Reduced
-from archive.formats.jpeg import JpegError, JpegTooLarge, decode_jpeg, encode_jpeg, fit_size
+from archive.formats.jpeg import JpegError, decode_jpeg, encode_jpeg, fit_size
 from archive.render.params import RenderParams, TooLarge, Unrenderable
 from archive.render.stretch import NoFiniteData, stretch
 
@@ -71,9 +71,9 @@ def jpg_picture(data: bytes, params: RenderParams, max_pixels: int) -> lazy.Imag
     """A medium JPG fitted to the box (decoded at a reduced scale where libjpeg can)."""
     try:
         return decode_jpeg(data, lambda w, h: fit_size(w, h, *params.box), max_pixels=max_pixels)
-    except JpegTooLarge as exc:
-        raise TooLarge(f"the JPG is over a budget: {exc.reason}") from exc
     except JpegError as exc:
+        if exc.over_budget:
+            raise TooLarge(f"the JPG is over a budget: {exc.reason}") from exc
         raise Unrenderable(f"the JPG cannot be rendered: {exc.reason}") from exc
 
 
