@@ -60,7 +60,7 @@ def test_good_values_are_normalised():
     assert (params.width, params.height, params.quality, params.percentile) == (300, 4000, 95, 99.5)
     assert (params.source, params.stretch, params.image) == ("large", "asinh", True)
     assert params.channels == (BASE, BASE, BASE)
-    assert params.fits_only_given == ("percentile", "stretch", "color")
+    assert params.fits_only_given == ("stretch", "color"), "percentile=99.50 is the default"
 
 
 def test_only_fits_only_options_that_are_on_count():
