@@ -45,10 +45,13 @@ class Route:
     method: str
     pattern: str  # regex with named groups, fully matched against the raw path
     handle: Callable[[dict[str, Any]], dict[str, Any]]
+    key: str | None = None  # the route key it was made from (lambda_routes), if any
 
     @property
     def route_key(self) -> str:
         """API Gateway's name for the route, e.g. `GET /thumbnails/{base_filename}`."""
+        if self.key is not None:
+            return self.key
         return f"{self.method} {_NAMED_GROUP.sub(lambda m: '{' + m.group(1) + '}', self.pattern)}"
 
 
@@ -63,7 +66,7 @@ def lambda_routes(route_keys: Sequence[str], handler: Callable[[Event, Any], Any
     for key in route_keys:
         method, _, path = key.partition(" ")
         pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path))
-        routes.append(Route(method, pattern, call))
+        routes.append(Route(method, pattern, call, key))
     return routes
 
 
