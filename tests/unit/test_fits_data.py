@@ -13,6 +13,8 @@ from astropy.io import fits
 from archive.errors import TooLarge, Unreadable
 from archive.formats import fits_data
 from archive.formats.fits_data import BlockMeans, Layout, reduce_fits, reduction_factor
+from archive.formats.fz_tiles import _column_dtype
+from archive.formats.headers import parse_header
 
 BUDGET = dict(max_pixels=10**8, header_limit=2880 * 100)
 
@@ -188,3 +190,74 @@ def test_fz_tiles_decode_as_astropy_decodes_them(compression, tile, dtype, optio
     assert reduced.factor == 1
     np.testing.assert_allclose(reduced.data, stored(body, "fits.fz"), rtol=1e-6)
 
+
+
+def test_a_large_bz2_is_decoded_as_it_streams_with_the_same_means(monkeypatch):
+    body = containers(frame())["fits.bz2"]
+    expected = reduce(body, "fits.bz2").data
+    monkeypatch.setattr(fits_data, "BZ2_PARALLEL_MAX_BYTES", 0)  # every object counts as large
+    streamed = reduce_fits(io.BytesIO(body), "fits.bz2", lambda w, h: (40, 40), source_bytes=len(body), **BUDGET)
+    np.testing.assert_array_equal(streamed.data, expected)
+
+
+def test_the_checkpoint_stops_the_reduction_between_bands(monkeypatch):
+    monkeypatch.setattr(fits_data, "BAND_BYTES", 4 * 317 * 7)  # one block row a band
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def checkpoint() -> None:
+        calls.append(1)
+        if len(calls) > 3:
+            raise Stop
+
+    for ext, body in containers(frame()).items():
+        calls.clear()
+        with pytest.raises(Stop):
+            reduce_fits(io.BytesIO(body), ext, lambda w, h: (40, 40), checkpoint=checkpoint, **BUDGET)
+
+
+@pytest.mark.parametrize("budget,limit", [
+    ({"max_axis": 300}, "RENDER_MAX_AXIS"),
+    ({"max_data_bytes": 100_000}, "RENDER_MAX_DATA_BYTES"),
+    ({"max_tile_bytes": 1000}, "RENDER_MAX_TILE_BYTES"),
+])
+def test_each_budget_is_refused_from_the_headers_naming_its_setting(budget, limit):
+    body = containers(frame())["fits.fz"]
+    with pytest.raises(TooLarge, match=limit):
+        reduce_fits(io.BytesIO(body[:2880 * 3]), "fits.fz", lambda w, h: (40, 40), **BUDGET, **budget)
+
+
+def test_a_header_declaring_more_data_than_the_file_holds_is_refused_before_reading():
+    body = containers(frame())["fits"]
+    with pytest.raises(Unreadable, match="only"):
+        reduce_fits(io.BytesIO(body), "fits", lambda w, h: (40, 40), source_bytes=len(body) - 2880, **BUDGET)
+
+
+def test_huge_finite_values_stay_finite_and_are_not_lost():
+    data = frame((40, 60)).astype(np.float64) * 1e300
+    reduced = reduce(as_bytes([fits.PrimaryHDU(data)]), "fits", (10, 10))
+    assert np.isfinite(reduced.data).all()
+    assert reduced.data.max() == np.finfo(np.float32).max  # clipped to float32's range, not turned into inf
+
+
+def test_fz_tiles_stored_out_of_order_decode_the_same():
+    data = frame((40, 60))
+    body = as_bytes([fits.PrimaryHDU(), fits.CompImageHDU(data, compression_type="GZIP_1", tile_shape=(20, 60),
+                                                          quantize_level=0)])
+    start = body.index(b"XTENSION= 'BINTABLE'")
+    end = body.index(b"END" + b" " * 77, start) + 80
+    table_start = start + -(-(end - start) // 2880) * 2880
+    header = parse_header(body[start:end])
+    dtype, _ = _column_dtype(header)
+    rows = np.frombuffer(body[table_start:table_start + 2 * dtype.itemsize], dtype=dtype).copy()
+    heap_start = table_start + int(header.get("THEAP", str(2 * dtype.itemsize)))
+    (n0, o0), (n1, o1) = (tuple(int(v) for v in rows["COMPRESSED_DATA"][i]) for i in range(2))
+    assert o1 == o0 + n0
+    first, second = body[heap_start + o0:heap_start + o0 + n0], body[heap_start + o1:heap_start + o1 + n1]
+    rows["COMPRESSED_DATA"][0] = (n0, n1)  # tile 1's bytes now after tile 2's
+    rows["COMPRESSED_DATA"][1] = (n1, 0)
+    swapped = (body[:table_start] + rows.tobytes() + body[table_start + 2 * dtype.itemsize:heap_start]
+               + second + first + body[heap_start + n0 + n1:])
+    np.testing.assert_array_equal(reduce(swapped, "fits.fz", (60, 40)).data, reduce(body, "fits.fz", (60, 40)).data)
