@@ -37,6 +37,7 @@ from archive.formats.headers import Header, HeaderError
 DECODED_BYTES_PER_PIXEL = 8  # the widest a decoded pixel gets (float64 after quantisation, RICE bytepix 8)
 MAX_EXTENSIONS = 16  # HDUs skipped looking for the compressed image
 SMALL_HEAP_BYTES = 64 << 20  # a heap read whole when its tiles are out of order
+MAX_TILES = 200_000  # rows of the tile table (one-row tiles of a 100,000-row image fit twice over)
 ALGORITHMS = ("RICE_1", "RICE_ONE", "GZIP_1", "GZIP_2", "PLIO_1", "HCOMPRESS_1", "NOCOMPRESS")
 _TFORM = re.compile(r"\s*(\d*)([LXBIJKAEDCMPQ])([BIJKED])?(?:\(\d*\))?\s*")
 _SIZES = {"L": 1, "X": 1, "B": 1, "I": 2, "J": 4, "K": 8, "A": 1, "E": 4, "D": 8, "C": 8, "M": 16, "P": 8, "Q": 16}
@@ -234,9 +235,11 @@ class TileDecoder:
         self.seed = _int(tiles.table, "ZDITHER0", 0)
         if not 0 <= self.seed <= 10000:
             raise Unreadable(f"ZDITHER0 = {self.seed} is outside 0-10000")
-        blank = tiles.table.get("ZBLANK", tiles.header.get("BLANK"))
-        self.zblank = _int(tiles.table, "ZBLANK") if "ZBLANK" in tiles.table else (
-            _int(tiles.header, "BLANK") if blank is not None and "BLANK" in tiles.header else None)
+        self.zblank: int | None = None  # the value of blank pixels in integer tiles
+        if "ZBLANK" in tiles.table:
+            self.zblank = _int(tiles.table, "ZBLANK")
+        elif "BLANK" in tiles.header:
+            self.zblank = _int(tiles.header, "BLANK")
         self.dtype = np.dtype(PIXEL_TYPES[tiles.zbitpix])
 
     def decode(self, index: int, shape: tuple[int, int], data: dict[str, bytes]) -> Any:
@@ -298,6 +301,9 @@ def _read_table(reader: Reader, tiles: TileImage) -> tuple[Any, dict[str, str], 
     count = _int(table, "NAXIS2")
     if count != across * down:
         raise Unreadable(f"the table has {count} rows for {across}×{down} = {across * down} tiles")
+    if count > MAX_TILES:
+        raise TooLarge(f"the image is cut into {count} tiles, more than the {MAX_TILES} a render reads "
+                       "(each tile is a step of its own)")
     table_bytes = dtype.itemsize * count
     pcount = _int(table, "PCOUNT", 0)
     theap = _int(table, "THEAP", table_bytes)
