@@ -22,7 +22,10 @@ that missed together both render, but only the first write lands and the other a
 object already there, so the cached object never changes under a link already handed out.
 
 Failures come out as `RenderError`s with their HTTP status: 404 unknown exposure or missing source,
-413 over a budget, 422 unrenderable data, 429 AWS throttling us, 502/504 AWS or database trouble.
+413 over a budget (checked from listings and headers before any data is read), 422 unrenderable data
+(whatever a source's bytes make the decoders raise, naming the file: `blamed_on`), 429 AWS throttling
+us, 502/504 AWS or database trouble, 504 a render past its deadline (RENDER_DEADLINE_SECONDS, checked
+between bands, tiles and chunks: nothing runs on after the answer).
 """
 
 from __future__ import annotations
