@@ -8,12 +8,17 @@ local stack change the environment and call `get_settings.cache_clear()`.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
 from functools import cache
 from typing import Any
 
 DEFAULT_STAGE = "dev"
+# The web app, and the ports its development servers use (Vue CLI 8080, Vite 5173, others 3000).
+DEFAULT_CORS_ORIGINS = ("https://www.photonranch.org", "http://localhost:8080", "http://localhost:5173",
+                        "http://localhost:3000")
+_ORIGIN = re.compile(r"https?://[^/\s:]+(:\d{1,5})?")
 
 
 def _int(env: Mapping[str, str], name: str) -> int:
@@ -35,6 +40,15 @@ def _lifespans(raw: str, name: str) -> dict[str, int]:
     return out
 
 
+def _origins(raw: str, name: str) -> tuple[str, ...]:
+    """Parse `https://a.example,http://localhost:8080` (scheme, host, optional port; no path)."""
+    origins = tuple(filter(None, (part.strip().rstrip("/") for part in raw.split(","))))
+    bad = [origin for origin in origins if not _ORIGIN.fullmatch(origin)]
+    if bad:
+        raise ValueError(f"setting {name} must list origins like 'https://www.photonranch.org', got {bad[0]!r}")
+    return origins
+
+
 # Each setting is declared once, below: its type, the environment variable(s) it is read from and its
 # default. A variable that is unset (or empty) leaves the default; `load_settings` reads the names from
 # the fields' metadata, so there is no second table to keep in step.
@@ -50,6 +64,11 @@ def _per_stage(name: str, pattern: str) -> Any:
 def _lifespans_env(name: str, default: str) -> Any:
     """`KEY=seconds,…`; unlike the others an empty value counts (no entries: nothing expires)."""
     return field(default_factory=lambda: _lifespans(default, name), metadata={"env": (name,), "lifespans": default})
+
+
+def _origins_env(name: str, default: tuple[str, ...]) -> Any:
+    """`https://a.example,http://localhost:8080`; unset or empty keeps the default."""
+    return field(default=default, metadata={"env": (name,), "origins": True})
 
 
 @dataclass(frozen=True)
@@ -86,8 +105,18 @@ class Settings:
     render_assumed_credential_seconds: int = _env("RENDER_ASSUMED_CREDENTIAL_SECONDS", 900)
     render_max_pixels: int = _env("RENDER_MAX_PIXELS", 100_000_000)
     render_max_source_bytes: int = _env("RENDER_MAX_SOURCE_BYTES", 512 * 1024 * 1024)
-    # /health/ready fails when the ingest dead-letter queue holds more messages than this.
+    # The rest of a render's budget, all checked from headers before any data is read
+    # (archive/formats/fits_data.py): pixels per axis, decompressed bytes of the frame, and the bytes one
+    # row of .fz tiles decompresses to (what is held at once). A render past its deadline answers 504; it
+    # stays under the function's 28 s timeout so the answer is ours, not API Gateway's.
+    render_max_axis: int = _env("RENDER_MAX_AXIS", 100_000)
+    render_max_data_bytes: int = _env("RENDER_MAX_DATA_BYTES", 1024 * 1024 * 1024)
+    render_max_tile_bytes: int = _env("RENDER_MAX_TILE_BYTES", 64 * 1024 * 1024)
+    render_deadline_seconds: int = _env("RENDER_DEADLINE_SECONDS", 24)
+    # Dead letters of the ingest queue above this are reported as a warning by /health/ready.
     ready_max_dead_letters: int = _env("READY_MAX_DEAD_LETTERS", 0)
+    # Origins whose pages may read the image API's answers (CORS); serverless.yml's `corsOrigins`.
+    cors_origins: tuple[str, ...] = _origins_env("CORS_ORIGINS", DEFAULT_CORS_ORIGINS)
     log_level: str = _env("LOG_LEVEL", "INFO")
 
     def expiry_seconds(self, site: str, data_type: str) -> int | None:
@@ -107,6 +136,9 @@ def _value(env: Mapping[str, str], setting: Field[Any], stage: str) -> Any:
     if "lifespans" in setting.metadata:
         raw = env.get(names[0])
         return _lifespans(raw, names[0]) if raw is not None else MISSING
+    if "origins" in setting.metadata:
+        raw = env.get(names[0], "")
+        return _origins(raw, names[0]) if raw.strip() else MISSING
     name = next((n for n in names if env.get(n)), None)
     if name is None:
         if "per_stage" in setting.metadata:

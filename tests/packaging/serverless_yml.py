@@ -29,7 +29,15 @@ class Tagged:
 
 
 class _Loader(yaml.SafeLoader):
-    pass
+    """SafeLoader that refuses a key given twice in one mapping: YAML keeps the last silently, and the
+    framework with it, so a second `package:` of a function would drop the first without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        repeated = sorted({str(key) for key in keys if keys.count(key) > 1})
+        if repeated:
+            raise yaml.constructor.ConstructorError(None, None, f"keys given twice: {repeated}", node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _tagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Tagged:
@@ -98,6 +106,10 @@ class Resolver:
         """A scalar as the deployed function would see it (None when only AWS can know it)."""
         if isinstance(value, str):
             return self.text(value)
+        if isinstance(value, Tagged) and value.tag == "Join":
+            separator, items = value.value
+            parts = [self.value(item) for item in self.value_tree(items)]
+            return None if None in parts else separator.join(parts)
         if isinstance(value, Tagged) and value.tag in ("Ref", "GetAtt"):
             logical_id = str(value.value).split(".")[0]
             resource = self.config["resources"]["Resources"].get(logical_id, {})

@@ -34,6 +34,7 @@ from typing import Any
 
 import pytest
 
+from archive.render import cors
 from archive.settings import ENVIRONMENT, load_settings
 from handlers.render import ROUTES as RENDER_ROUTES
 from tests.packaging import serverless_yml
@@ -246,7 +247,7 @@ def test_a_function_without_a_dead_letter_path_is_flagged():
 
 def test_every_listed_environment_variable_changes_the_settings():
     """ENVIRONMENT is what the template must set: each name in it is really read by load_settings."""
-    samples = {"EXPIRING_DATA_TYPES": "XX=1", "SITE_EXPIRY_SECONDS": "abc=2"}
+    samples = {"EXPIRING_DATA_TYPES": "XX=1", "SITE_EXPIRY_SECONDS": "abc=2", "CORS_ORIGINS": "https://a.example"}
     for name in ENVIRONMENT:
         value = samples.get(name, "7")
         assert load_settings({name: value}) != load_settings({}), name
@@ -256,10 +257,12 @@ def test_every_listed_environment_variable_changes_the_settings():
 # --- serverless.yml against the code (always run: read from the source, nothing packaged) -----------
 
 # Settings the deployment supplies on purpose rather than taking the default: the SSM parameter the
-# functions read the database URL from, and per-stage table names outside prod (prod's are the names
-# photonranch-api reads, which are the defaults).
+# functions read the database URL from; per-stage table names outside prod (prod's are the names
+# photonranch-api reads, which are the defaults); in prod, CORS for the web app alone (the default also
+# lets its development servers on localhost in).
 DEPLOYMENT_SUPPLIED = {"database_url_ssm_param"}
 STAGE_TABLES = {"uploads_log_table", "info_images_table", "expiration_table"}
+PROD_ONLY = {"cors_origins"}
 
 
 def settings_not_defaulted(config: dict, stage: str) -> set[str]:
@@ -272,8 +275,14 @@ def settings_not_defaulted(config: dict, stage: str) -> set[str]:
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
 def test_the_function_environment_in_serverless_yml_agrees_with_the_settings_defaults(stage):
-    expected = DEPLOYMENT_SUPPLIED | (STAGE_TABLES if stage != "prod" else set())
+    expected = DEPLOYMENT_SUPPLIED | (PROD_ONLY if stage == "prod" else STAGE_TABLES)
     assert settings_not_defaulted(serverless_yml.load(), stage) == expected
+
+
+def test_a_key_given_twice_in_serverless_yml_is_refused_not_silently_dropped():
+    with pytest.raises(serverless_yml.yaml.constructor.ConstructorError, match="keys given twice"):
+        serverless_yml.yaml.load("render:\n  package: {patterns: [a]}\n  package: {patterns: [b]}\n",
+                                 Loader=serverless_yml._Loader)
 
 
 def test_a_default_changed_on_one_side_only_is_caught():
@@ -502,6 +511,8 @@ def test_each_zip_holds_its_handler_compiled_for_the_runtime(functions):
         budget = {"handlers/ingest": INGEST_BUDGET, "handlers/render": RENDER_BUDGET}.get(module, LAMBDA_UNZIPPED_LIMIT)
         assert size <= budget, (function_id, size)
         fits_reader = [n for n in names if n.startswith(("astropy/", "numpy/"))]
+        fonts = {"archive/render/fonts/DejaVuSans.ttf", "archive/render/fonts/LICENSE.txt"}
+        assert (fonts <= names) == (module == "handlers/render"), (function_id, "the label font: render's alone")
         if module == "handlers/render":
             assert "astropy/io/fits/__init__.py" in names and "numpy/__init__.py" in names, function_id
             assert not any(n.startswith("astropy/coordinates/") for n in names), "pruned: never imported"
@@ -545,6 +556,21 @@ def test_the_http_api_routes_what_the_render_handler_dispatches(template, functi
     for integration in integrations.values():
         props = integration["Properties"]
         assert refers_to(props["IntegrationUri"], function_id) and props["PayloadFormatVersion"] == "2.0"
+
+
+def test_the_http_api_answers_cors_as_the_handler_does_for_the_functions_origins(template, functions):
+    """API Gateway answers preflights and sets the CORS headers deployed; the handler and the local front
+    do it from archive/render/cors.py and CORS_ORIGINS. Both must say the same."""
+    _, render_fn = _render_function(functions)
+    (api,) = resources_of(template, "AWS::ApiGatewayV2::Api").values()
+    config = api["Properties"]["CorsConfiguration"]
+    assert sorted(config["AllowMethods"]) == sorted(cors.ALLOWED_METHODS)
+    assert sorted(h.lower() for h in config["AllowHeaders"]) == sorted(cors.ALLOWED_HEADERS)
+    assert int(config["MaxAge"]) == cors.MAX_AGE_SECONDS
+    joined = render_fn["Environment"]["Variables"]["CORS_ORIGINS"]
+    origins = joined["Fn::Join"][1] if isinstance(joined, dict) else joined.split(",")
+    assert sorted(config["AllowOrigins"]) == sorted(origins) and "https://www.photonranch.org" in origins
+    assert load_settings({"CORS_ORIGINS": ",".join(origins)}).cors_origins == tuple(origins)
 
 
 def test_the_render_function_answers_before_the_gateway_gives_up_and_is_capped(template, functions):
