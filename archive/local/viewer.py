@@ -182,7 +182,7 @@ def exposure_package(row: Mapping[str, Any], sign: Callable[[str], str], thumbna
     header = header_of(row) or {}
     base, data_type = row["base_filename"], row["data_type"]
     prefix = f"data/{base}-{data_type}"
-    if row.get("jpg_small_exists"):
+    if row.get(FileRole.JPG_SMALL.flag):
         thumbnail, source = sign(f"{prefix}{THUMBNAIL_REDUCTION}.jpg"), "jpg"
     else:
         thumbnail, source = thumbnail_service_url(base, height=thumbnail_height, image=True), "service"
