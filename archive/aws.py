@@ -76,6 +76,21 @@ def clear_clients() -> None:
     _session.cache_clear()
 
 
+def warm_clients(services: Sequence[str] = ("s3", "sqs", "dynamodb", "ssm")) -> None:
+    """Build the clients now: the session loads each service's model and the endpoint rules once
+    (~0.1-0.3 s), which a SnapStart snapshot then holds (archive/snapstart.py)."""
+    for service in services:
+        client(service)
+
+
+def forget_credentials() -> None:
+    """Drop the clients and the credentials the session resolved, keeping what it loaded (service models,
+    endpoint rules): the next client signs with credentials resolved afresh. After a SnapStart restore,
+    the snapshot's credentials are not the restored environment's to use."""
+    _client.cache_clear()
+    _session()._session._credentials = None  # botocore resolves them again for the next client
+
+
 def on_client_event(event: str, handler: Callable[..., Any]) -> Callable[[], None]:
     """Have every client built from now on call `handler` on botocore's `event` (`before-parameter-build`,
     `after-call`…), and return the undo. Cached clients are dropped, so none is left without it.

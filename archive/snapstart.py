@@ -5,11 +5,13 @@ With SnapStart (serverless.yml `snapStart`, docs/operations.md "SnapStart"), Lam
 once, snapshots its memory, and starts later environments by restoring the snapshot instead of running
 init again. So:
 - before the snapshot, everything that can be done is done: the imports `archive.lazy` defers (Pillow,
-  numpy, astropy, where the zip ships them) and the handler's own warm-up (a tiny picture through the
-  real code, so first-use work inside those libraries is in the snapshot too). On an ordinary cold start
-  none of it runs: there the lazy imports keep init short.
+  numpy, astropy, where the zip ships them), the handler's own warm-up (a tiny picture through the real
+  code, so first-use work inside those libraries is in the snapshot too), and the AWS clients (botocore's
+  service models and endpoint rules: measured at 1.6 s of a restored render's first request when they
+  were rebuilt after the restore, bench/bench_coldstart.py). On an ordinary cold start none of it runs:
+  there the lazy imports keep init short.
 - after each restore, what must not be shared by the environments restored from one snapshot is made
-  again: the AWS clients (archive/aws.py; a boto3 session keeps the credentials it resolved), the
+  again: the credentials the clients sign with (resolved afresh; the loaded models are kept), the
   database engines (a pooled connection would be one socket in every copy; dropped, not closed) and
   the random generators (every copy would draw the same numbers).
 
@@ -37,18 +39,20 @@ logger = logging.getLogger(__name__)
 
 
 def before_snapshot(warm_up: Callable[[], object] | None = None) -> dict[str, float | list[str]]:
-    """Import what `archive.lazy` defers and run the handler's warm-up; what it took and imported."""
+    """Import what `archive.lazy` defers, run the handler's warm-up, build the AWS clients; what it took
+    and imported. No AWS call is made: nothing is connected when the snapshot is taken."""
     started = time.perf_counter()
     imported = lazy.warm_up()
     if warm_up is not None:
         warm_up()
+    aws.warm_clients()
     return {"imported": imported, "ms": round((time.perf_counter() - started) * 1000, 1)}
 
 
 def after_restore() -> float:
     """Forget the per-environment state the snapshot holds; milliseconds it took."""
     started = time.perf_counter()
-    aws.clear_clients()
+    aws.forget_credentials()
     db.dispose_engines(close=False)
     random.seed()
     numpy_random = sys.modules.get("numpy.random")  # only if something drew from it: importing costs ~50 ms

@@ -27,18 +27,22 @@ def test_the_ingest_and_render_handlers_register_their_warm_up_and_the_restore_h
     assert snapstart._log_after_restore in [func for func, _, _ in get_after_restore()]
 
 
-def test_a_restore_renews_the_clients_and_engines_and_reseeds_random(monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+def test_a_restore_renews_the_credentials_engines_and_random_seeds(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "before-the-snapshot")
+    aws.clear_clients()
     client = aws.client("s3")
     engine = db.engine_for("sqlite://")
     random.seed(7)
     drawn = random.random()
     random.seed(7)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "the-restored-environment-s")
     snapstart.after_restore()
     assert aws.client("s3") is not client
+    assert aws.client("s3")._request_signer._credentials.access_key == "the-restored-environment-s"
     assert db.engine_for("sqlite://") is not engine
     assert random.random() != drawn  # a snapshot's copies must not all draw the same numbers
     db.dispose_engines()
+    aws.clear_clients()
 
 
 def test_the_warm_ups_touch_no_aws():
