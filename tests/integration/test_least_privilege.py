@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -227,3 +229,23 @@ def test_a_missing_permission_is_named_with_its_action_and_resource(recorded, se
     bucket = service.params["bucketName"]
     assert f"s3:GetObject on arn:aws:s3:::{bucket}/data/{BASE}-EX00.txt (for s3.GetObject)" in denied
     assert any(line.startswith(f"s3:GetObject on arn:aws:s3:::{bucket}/allsky/") for line in denied)
+
+
+PACKAGED = Path(__file__).resolve().parents[2] / ".serverless" / "cloudformation-template-update-stack.json"
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_the_packaged_role_allows_every_call_too(recorded, function):
+    """The role CloudFormation creates (serverless-iam-roles-per-function's, in `make package`'s template)
+    allows the same calls: the plugin adds the log and event-source statements, and must lose none."""
+    if not PACKAGED.exists():
+        pytest.skip("no packaged template (make package)")
+    cfn = json.loads(PACKAGED.read_text())
+    packaged = template.Service("dev", REGION, template.MOTO_ACCOUNT,
+                                {"service": "photonranch-archive", "resources": {"Resources": cfn["Resources"]}})
+    (function_id,) = [name for name, r in cfn["Resources"].items() if r["Type"] == "AWS::Lambda::Function"
+                      and r["Properties"]["Handler"] == f"handlers/{function}.handler"]
+    role_id = cfn["Resources"][function_id]["Properties"]["Role"]["Fn::GetAtt"][0]
+    statements = [statement for policy in cfn["Resources"][role_id]["Properties"]["Policies"]
+                  for statement in packaged.intrinsics(policy["PolicyDocument"]["Statement"])]
+    assert denied_lines(statements, recorded.requests[function]) == []
