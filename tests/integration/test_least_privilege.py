@@ -8,7 +8,8 @@ deployed environment (the template's names, the database URL read from its SSM S
   channel and all-sky images (thumbnails in all three prefixes), datastream messages;
 - expire: TTL removals of a data/, an info-images/ and an allsky/ exposure;
 - render: every source (auto, jpg, small, large .bz2 and .fz, a pinned file), a cache hit, a redirect to
-  the presigned picture, colour by smart stack and by named frames, a 404, and /health, /health/ready.
+  the presigned picture, colour by smart stack and by named frames, a 404, a HEAD, /favicon.ico,
+  /robots.txt, and /health, /health/ready.
 The calls are recorded and evaluated as tests/iam.py describes.
 """
 
@@ -140,6 +141,11 @@ def run_render() -> None:
     assert thumbnail(COLOURS["rp"], color="true", width="50") == 200
     assert thumbnail(COLOURS["gp"], color="true", r=COLOURS["rp"], g=COLOURS["gp"], b=COLOURS["B"]) == 200
     assert thumbnail(samples.base_for(199)) == 404
+    head = apigw_event("HEAD /thumbnails/{base_filename}", f"/thumbnails/{BASE}", {"width": "90"},
+                       {"base_filename": BASE})
+    assert int(render.handler(head, None)["statusCode"]) == 200
+    for path in ("/favicon.ico", "/robots.txt"):
+        assert int(get(f"GET {path}", path)["statusCode"]) < 300
 
 
 @pytest.fixture(scope="module")
