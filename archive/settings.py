@@ -73,6 +73,11 @@ class Settings:
     # /health/ready fails when the ingest dead-letter queue holds more messages than this.
     ready_max_dead_letters: int = 0
     log_level: str = "INFO"
+    # CloudWatch metrics (archive/metrics.py): their namespace, and the `service` dimension and log key.
+    metrics_namespace: str = "PhotonRanchArchive"
+    service_name: str = "photonranch-archive"
+    # The local stack only: where it keeps the functions' metric lines for `status` and the viewer.
+    metrics_log: str | None = None
 
     def expiry_seconds(self, site: str, data_type: str) -> int | None:
         """Lifespan of an exposure, or None when its data type does not expire."""
@@ -92,12 +97,15 @@ _TEXT = {
     "ingest_queue_name": "INGEST_QUEUE_NAME",
     "thumbnail_cache_control": "THUMBNAIL_CACHE_CONTROL",
     "log_level": "LOG_LEVEL",
+    "metrics_namespace": "POWERTOOLS_METRICS_NAMESPACE",
+    "service_name": "POWERTOOLS_SERVICE_NAME",
 }
 _OPTIONAL = {
     "aws_endpoint_url": "AWS_ENDPOINT_URL",
     "database_url": "DATABASE_URL",
     "database_url_ssm_param": "DATABASE_URL_SSM_PARAM",
     "datastream_queue_url": "DATASTREAM_QUEUE_URL",
+    "metrics_log": "ARCHIVE_METRICS_LOG",
 }
 _INTEGER = {
     "uploads_log_ttl_hours": "UPLOADS_LOG_TTL_HOURS",

@@ -23,6 +23,7 @@ from archive.ops import health
 from archive.render import api as render
 from archive.render.params import RenderError
 from archive.settings import get_settings
+from handlers.metrics import RenderTimer
 from handlers.observability import logger, start_invocation
 
 NO_STORE = {"cache-control": "no-store"}
@@ -52,11 +53,14 @@ def ready(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def thumbnail(event: dict[str, Any]) -> dict[str, Any]:
+    """The image request; counted by status class and, when answered, timed by cache hit and source kind."""
+    timer = RenderTimer()
     target = (event.get("pathParameters") or {}).get("base_filename", "")
     query = event.get("queryStringParameters") or {}
     try:
         result = render.render_request(target, query)
     except RenderError as exc:
+        timer.done(exc.http_status)
         level = logger.warning if exc.http_status >= 500 else logger.info
         level("render refused", extra={"status": exc.http_status, "target": target, "query": query,
                                        "reason": exc.message, "details": exc.details})
@@ -64,10 +68,15 @@ def thumbnail(event: dict[str, Any]) -> dict[str, Any]:
         if "retry_after" in exc.details:
             headers["retry-after"] = str(exc.details["retry_after"])
         return respond(exc.http_status, exc.payload(), headers)
+    except Exception:
+        timer.done(500)  # the handler answers 500 for it
+        raise
     logger.info("render", extra={"target": target, "key": result.key, "cached": result.cached})
     if result.redirect:
+        timer.done(302, result.cached, result.source)
         return {"statusCode": 302, "headers": {"location": result.url, **NO_STORE}, "body": "",
                 "isBase64Encoded": False}
+    timer.done(200, result.cached, result.source)
     # The link in the answer expires; the stable address a client keeps is this endpoint's.
     return respond(200, result.as_json(), NO_STORE)
 
