@@ -80,6 +80,7 @@ class StackOptions:
     fresh_database: bool = False  # drop and recreate the embedded database (never a DATABASE_URL one)
     max_receive_count: int = 5  # serverless.yml ingestMaxReceiveCount
     retry_delay_seconds: int = 1
+    ingest_batch_window_seconds: float = 0.0  # serverless.yml ingestBatchWindowSeconds (latency first)
     sweep_interval: float = 1.0
     settings_env: dict[str, str] = field(default_factory=dict)  # e.g. SITE_EXPIRY_SECONDS, LOG_LEVEL
     ingest_handler: Handler | None = None  # default: handlers.ingest.handler
@@ -384,6 +385,7 @@ class LocalStack:
             self.provisioned.ingest_queue_url,
             ingest,
             region=settings.region,
+            batch_window_seconds=opts.ingest_batch_window_seconds,
             retry_delay_seconds=opts.retry_delay_seconds,
             on_delivery=opts.on_delivery,
         )
