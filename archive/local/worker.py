@@ -124,9 +124,11 @@ class IngestWorker(BackgroundLoop):
             return received
         deadline = time.monotonic() + self.batch_window_seconds
         while len(received) < self.batch_size and (left := deadline - time.monotonic()) > 0:
-            received += self._receive(self.batch_size - len(received), max(0, min(20, int(left))))
-            if int(left) == 0:  # under a second left: one short poll, then hand the batch over
+            if left < 1:  # SQS waits in whole seconds: sit out the rest, take what came, hand it over
+                time.sleep(left)
+                received += self._receive(self.batch_size - len(received), 0)
                 break
+            received += self._receive(self.batch_size - len(received), min(20, int(left)))
         return received
 
     def poll_once(self) -> list[Delivery]:
