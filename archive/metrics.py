@@ -28,10 +28,12 @@ plus $0.03 per GB-month stored). A metric is one name with one combination of di
   (2xx/3xx/4xx/5xx + total); `RenderTime` 2 + 2 x 4 sources = 10; `Expirations` 5; `DatastreamMessages` 2.
   Worst case 88 metrics x $0.30 = $26.40 a month if every one received data every hour of the month;
   metrics that only see data at night are charged for those hours, so ~$10 a month is the honest figure.
-- Log bytes: one EMF line is ~400 bytes. A busy night at one site, 20,000 uploads in batches of 10,
-  writes about 2,000 batches x (3 `Uploads` lines + 1 lag + 1 thumbnail + 1 datastream) x 400 B = 4.8 MB;
-  ten such sites every night for a month: 1.4 GB, $0.72 ingestion. The JSON logs already written per
-  upload cost more than the metrics do.
+- Log bytes: one EMF line is ~400 bytes, and a batch writes one per (site, role, outcome) seen plus
+  one each for lag, thumbnails and datastream. A busy night at one site is ~20,000 uploads; with no
+  batching window (serverless.yml) uploads that trickle in come one per batch: worst case 20,000
+  batches x ~3.5 lines x 400 B = 28 MB a night (in full batches of 10: ~2,000 x 8 lines = 6.4 MB).
+  Ten such sites every night for a month: 8.4 GB, $4.20 of ingestion at worst. Each upload's own JSON
+  log lines (~4 of ~500 B) cost more than its metrics.
 The dimensions deliberately left out: the key, the exposure, the instrument (unbounded: every new value
 would be a new billed metric), and the site on lag and render time (percentiles per site are rarely
 acted on; the upload log has per-file times when a site is in question).
