@@ -61,8 +61,8 @@ def handle_sqs(event: dict[str, Any], context: Any) -> dict[str, Any]:
         results = processor.process()
     measured = [m for status, result, _ in results if status == "success" for m in (result or [])]
     outcomes = [m.outcome for m in measured]
+    _notify(outcomes)  # first: the live view waits for it; the metrics do not
     record_uploads(measured)
-    _notify(outcomes)
     response = processor.response()
     logger.info("batch done", extra={"messages": len(results), "uploads": len(outcomes),
                                      "retry": len(response["batchItemFailures"])})
@@ -84,8 +84,8 @@ def handle_direct(event: dict[str, Any]) -> dict[str, Any]:
             except RetryableError as exc:
                 retry.append(f"{upload.key}: {exc.reason}")
     outcomes = [m.outcome for m in measured]
-    record_uploads(measured)
     _notify(outcomes)
+    record_uploads(measured)
     if retry:
         raise RuntimeError(f"{len(retry)} of {len(uploads)} uploads need a retry: " + "; ".join(retry))
     return {"uploads": len(uploads), "statuses": dict(Counter(o.status for o in outcomes))}
