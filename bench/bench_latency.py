@@ -144,8 +144,8 @@ def main() -> None:
     print(line("window 5 s (baseline) upload→ds", base_ds))
     print(line("window 0 upload→row", rows))
     print(line("window 0 upload→datastream", ds))
-    print(f"ratio window 0 / window 5 s, p50: row {statistics.median(rows) / statistics.median(base_rows):.2f}x,"
-          f" datastream {statistics.median(ds) / statistics.median(base_ds):.2f}x")
+    print(f"ratio window 0 / window 5 s, p50: row {statistics.median(rows) / statistics.median(base_rows):.3f}x,"
+          f" datastream {statistics.median(ds) / statistics.median(base_ds):.3f}x")
     print(f"IngestLag metric over the window-0 run (S3 event time → row, as the dashboard shows it): "
           f"p50 {lag['p50']:.0f} ms, p95 {lag['p95']:.0f} ms, max {lag['max']:.0f} ms (n={lag['count']})")
     row_ok = percentile(rows, 50) <= ROW_TARGET_P50_S
