@@ -11,9 +11,11 @@ whole bytes, then the partial ones checked). Each block is re-packed as a one-bl
 what the combined CRC of one block is) and decoded in a thread pool; the outputs come back in order,
 a bounded number in flight. Every block's CRC is still checked by the decoder.
 
-Anything unexpected (a magic found by chance inside compressed data, a block that fails to decode, a
-single block) falls back to the plain sequential decoder, skipping what was already delivered, so the
-result is always exactly what `bz2.decompress` gives — or its error.
+Anything unexpected (a magic found by chance inside compressed data, a block that fails to decode or
+expands past BLOCK_OUTPUT_MAX, a single block) falls back to the plain sequential decoder, skipping
+what was already delivered, so the result is always exactly what `bz2.decompress` gives — or its
+error. The sequential decoder hands out at most SEQUENTIAL_CHUNK at a time, so a few bytes standing
+for gigabytes are never held at once.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ BLOCK_MAGIC = 0x314159265359
 END_MAGIC = 0x177245385090
 _MASK48 = (1 << 48) - 1
 SEQUENTIAL_CHUNK = 1 << 20
+BLOCK_OUTPUT_MAX = 8 << 20  # a block decoded in a thread (real data: ~0.9 MB; runs of one byte: up to ~45 MB)
 
 
 class Bz2Error(ValueError):
@@ -116,7 +119,14 @@ def single_block_stream(data: bytes, start: int, end: int) -> bytes:
 
 
 def _decode(block: bytes) -> bytes:
-    return bz2.decompress(block)
+    """One block's output, refused past BLOCK_OUTPUT_MAX: a block of long runs can stand for ~45 MB, and
+    several in flight at once would hold all of it. The caller then decodes the rest sequentially, a
+    bounded chunk at a time."""
+    decoder = bz2.BZ2Decompressor()
+    out = decoder.decompress(block, BLOCK_OUTPUT_MAX)
+    if not decoder.eof:
+        raise ValueError(f"a bzip2 block expands beyond {BLOCK_OUTPUT_MAX} bytes")
+    return out
 
 
 def sequential(chunks: Iterable[bytes], skip: int = 0) -> Iterator[bytes]:
@@ -128,21 +138,22 @@ def sequential(chunks: Iterable[bytes], skip: int = 0) -> Iterator[bytes]:
     fed = False  # the current decompressor has been given data
     streams = 0
     for chunk in chunks:
-        while chunk:
+        data = chunk
+        while data or (decompressor is not None and not decompressor.eof and not decompressor.needs_input):
             if decompressor is None or decompressor.eof:
                 decompressor, fed = bz2.BZ2Decompressor(), False
             try:
-                out = decompressor.decompress(chunk)
+                # At most a chunk out per call: a few compressed bytes can stand for gigabytes of output.
+                out = decompressor.decompress(data, SEQUENTIAL_CHUNK)
             except (OSError, EOFError, ValueError) as exc:
                 if streams and not fed:
                     return  # trailing bytes that are not a stream
                 raise Bz2Error(f"corrupt bzip2 data ({exc})") from exc
             fed = True
+            data = b""
             if decompressor.eof:
                 streams += 1
-                chunk = decompressor.unused_data
-            else:
-                chunk = b""
+                data = decompressor.unused_data
             if skip:
                 dropped = min(skip, len(out))
                 out, skip = out[dropped:], skip - dropped
