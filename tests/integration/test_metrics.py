@@ -86,7 +86,8 @@ def test_the_handlers_emit_every_metric_the_dashboard_and_alarms_read(archive, c
     assert {r["_aws"]["CloudWatchMetrics"][0]["Namespace"] for r in records} == {namespace}
     missing = {ref for ref in read if ref not in emitted}
     assert not missing, f"the dashboard/alarms read metrics nothing emitted: {missing}"
-    assert {name for name, _ in read} == {m.name for m in metrics.METRICS}, "a metric no widget or alarm shows"
+    defined = {(m.name, frozenset(dims)) for m in metrics.METRICS for dims in m.full_dimension_sets()}
+    assert read == defined, "every metric and dimension set emitted is shown or watched, and nothing else"
     # Units as defined, and every line stamped with the deployment's service and stage.
     for metric in metrics.METRICS:
         units = {u for (name, _), us in emitted.items() if name == metric.name for u in us}
