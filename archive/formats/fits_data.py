@@ -13,16 +13,22 @@ single statistic. The picture we make is a few hundred pixels wide, so we never 
 - `.fits.bz2`: decompressed on the fly, on every core (archive.formats.bz2_blocks);
 - `.fits.fz`: astropy's tile decompression, all tiles in one pass into the stored pixel type (2 bytes a
   pixel for 16-bit data, no float copy of the frame), then reduced band by band like the others;
+- while the bands pass, a sample of the raw pixels (about `SAMPLE_TARGET`, on a grid spread over the
+  whole frame, in physical units, finite and not BLANK) is kept beside the block means: the display
+  statistics (sky level, noise, zscale limits) must come from the data at full resolution, where the
+  noise still dithers the sky, not from the averaged image, where it has been averaged away;
 - the image is the primary HDU's, or the first image extension's when the primary has none. A frame
   that is not 2-D (a cube with more than one plane) or has no pixels is `Unreadable`; one over the
   pixel budget is `TooLarge`, refused from its header before any data is read.
 
-Only the reduction is done here; the display stretch (archive.render.stretch) runs on the reduced image.
+Only the reduction is done here; the display stretch (archive.render.stretch) runs on the reduced image
+with the statistics of the sample.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -38,6 +44,7 @@ FITS_BLOCK = 2880
 CARD = 80
 STREAM_CHUNK = 1 << 20
 BAND_BYTES = 8 << 20  # float32 bytes per band of rows
+SAMPLE_TARGET = 1 << 18  # raw pixels kept for the statistics: 256 Ki, 1 MiB of float32
 DTYPES = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 
 
@@ -196,6 +203,52 @@ def stream_bands(reader: ByteReader, layout: Layout, factor: int) -> Iterator[la
         yield stored_rows(raw, layout, rows)
 
 
+class PixelSample:
+    """About SAMPLE_TARGET raw pixels of an image fed band by band, in physical units, finite only.
+
+    A grid: every `step`-th row, and in it every `step`-th column from an offset that moves from row
+    to row (a fixed offset would sample the same columns of a column pattern, bad columns included,
+    all the way down). Chosen by position, not value, so the sample is as representative of the sky,
+    the stars and the noise as the frame itself; NaN, ±inf and BLANK pixels are dropped.
+    """
+
+    def __init__(self, layout: Layout, target: int | None = None) -> None:
+        np = lazy.np
+        self.layout = layout
+        target = SAMPLE_TARGET if target is None else target
+        self.step = max(1, math.isqrt(layout.width * layout.height // max(1, target)))
+        self._columns = np.arange(max(1, layout.width // self.step)) * self.step
+        self._seen = 0  # rows received
+        self._parts: list[lazy.np.ndarray] = []
+
+    def add(self, band: lazy.np.ndarray) -> None:
+        np = lazy.np
+        step, first = self.step, self._seen
+        self._seen += band.shape[0]
+        rows = np.arange(-first % step, band.shape[0], step)
+        if not rows.size:
+            return
+        offsets = ((first + rows) // step * 7 + step // 2) % step  # moves by 7 columns a sampled row
+        columns = np.minimum(self._columns[None, :] + offsets[:, None], self.layout.width - 1)
+        values = band[rows[:, None], columns].ravel()
+        if values.dtype.kind in "iu":
+            if self.layout.blank is not None:
+                values = values[values != self.layout.blank]
+            values = values.astype(np.float32)
+        else:
+            values = values.astype(np.float32)
+            values = values[np.isfinite(values)]
+        if self.layout.bscale != 1.0:
+            values *= np.float32(self.layout.bscale)
+        if self.layout.bzero != 0.0:
+            values += np.float32(self.layout.bzero)
+        self._parts.append(values)
+
+    def result(self) -> lazy.np.ndarray:
+        np = lazy.np
+        return np.concatenate(self._parts) if self._parts else np.empty(0, np.float32)
+
+
 class BlockMeans:
     """Averages of `factor`×`factor` blocks of an image fed band by band, in physical units.
 
@@ -212,9 +265,11 @@ class BlockMeans:
         self._widths = np.diff(np.append(self._starts, layout.width)).astype(np.float32)
         self._rows: list[lazy.np.ndarray] = []
         self._carry: lazy.np.ndarray | None = None
+        self._sampler = PixelSample(layout)
 
     def add(self, band: lazy.np.ndarray) -> None:
         np = lazy.np
+        self._sampler.add(band)
         if self._carry is not None:
             band = np.concatenate([self._carry, band])
             self._carry = None
@@ -254,6 +309,10 @@ class BlockMeans:
             means += np.float32(self.layout.bzero)
         return means
 
+    def sample(self) -> lazy.np.ndarray:
+        """The raw pixels sampled so far (see PixelSample)."""
+        return self._sampler.result()
+
     def result(self) -> lazy.np.ndarray:
         np = lazy.np
         if self._carry is not None:
@@ -268,20 +327,29 @@ def reduction_factor(width: int, height: int, target: tuple[int, int]) -> int:
 
 
 def reduce_bands(bands: Iterable[lazy.np.ndarray], layout: Layout, factor: int) -> lazy.np.ndarray:
+    return reduce_and_sample(bands, layout, factor)[0]
+
+
+def reduce_and_sample(bands: Iterable[lazy.np.ndarray], layout: Layout,
+                      factor: int) -> tuple[lazy.np.ndarray, lazy.np.ndarray]:
+    """(block means, sample of the raw pixels) in one pass over the bands."""
     means = BlockMeans(layout, factor)
     for band in bands:
         means.add(band)
-    return means.result()
+    return means.result(), means.sample()
 
 
 @dataclass(frozen=True)
 class Reduced:
-    """A frame reduced by `factor`; `width`×`height` is the full frame's size."""
+    """A frame reduced by `factor`; `width`×`height` is the full frame's size. `sample` holds raw pixels
+    of the full-resolution frame (physical units, finite; see PixelSample) for the display statistics;
+    None when there is none (a frame made in memory), and the statistics then use `data`."""
 
     data: lazy.np.ndarray
     width: int
     height: int
     factor: int
+    sample: lazy.np.ndarray | None = None
 
 
 def _chunks(body: BinaryIO) -> Iterator[bytes]:
@@ -346,4 +414,5 @@ def reduce_fits(body: BinaryIO, ext: str, target_for: Callable[[int, int], tuple
         layout = find_image(reader, header_limit, max_pixels)
         factor = factor_for(layout.width, layout.height)
         bands = stream_bands(reader, layout, factor)
-    return Reduced(reduce_bands(bands, layout, factor), layout.width, layout.height, factor)
+    data, sample = reduce_and_sample(bands, layout, factor)
+    return Reduced(data, layout.width, layout.height, factor, sample)

@@ -27,7 +27,7 @@ from archive import errors
 from archive.errors import ArchiveError, PermanentError, TemporaryError
 from archive.formats.filenames import FilenameError, parse_base_filename
 
-RENDER_VERSION = 1
+RENDER_VERSION = 2  # 2: statistics from the full-resolution sample, sky a dark grey (issue 19)
 SIZE_RANGE = (16, 4000)
 QUALITY_RANGE = (10, 95)
 PERCENTILE_RANGE = (50.0, 100.0)

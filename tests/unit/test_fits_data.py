@@ -161,3 +161,33 @@ def test_the_reduction_keeps_at_least_the_target_size():
     assert reduction_factor(4096, 2048, (200, 100)) == 20
     assert reduction_factor(100, 100, (200, 200)) == 1
     assert reduction_factor(4000, 100, (200, 5)) == 20
+
+
+@pytest.mark.parametrize("ext", ["fits", "fits.bz2", "fits.fz"])
+def test_a_sample_of_the_raw_pixels_comes_with_the_means(ext, monkeypatch):
+    """Spread over the whole frame, in physical units, without NaN or BLANK: the display statistics'
+    pixels at full resolution."""
+    monkeypatch.setattr(fits_data, "SAMPLE_TARGET", 2000)
+    rows, cols = 200, 300
+    counts = (np.arange(rows)[:, None] * 1000 + np.arange(cols)[None, :]).astype(np.float32)  # value = position
+    counts[:20] = np.nan
+    reduced = reduce(containers(counts)[ext], ext, (30, 20))
+    sample = reduced.sample
+    assert 1000 <= sample.size <= 3000 and np.isfinite(sample).all()  # about the target
+    if ext != "fits.fz":  # a float .fz is quantised; the positions are exact in the others
+        y, x = np.divmod(sample.astype(np.int64), 1000)
+        assert y.min() >= 20 and y.max() >= rows - 10 and x.min() <= 10 and x.max() >= cols - 10
+        assert len(set(x.tolist())) > 100, "the sampled columns move from row to row"
+
+
+def test_the_sample_of_scaled_integers_is_in_physical_units_without_blanks():
+    raw = np.random.default_rng(3).integers(-1000, 1000, (30, 40)).astype(np.int16)
+    raw[0:4, 0:4] = -32768
+    header = fits.Header([("SIMPLE", True), ("BITPIX", 16), ("NAXIS", 2), ("NAXIS1", 40), ("NAXIS2", 30),
+                          ("BSCALE", 0.5), ("BZERO", 100.0), ("BLANK", -32768)])
+    pixels = raw.astype(">i2").tobytes()
+    body = header.tostring().encode() + pixels + b"\0" * (-len(pixels) % 2880)
+    sample = reduce(body, "fits", (10, 10)).sample
+    physical = raw[raw != -32768] * 0.5 + 100.0
+    assert sample.size == physical.size  # a small frame: every pixel
+    np.testing.assert_allclose(np.sort(sample), np.sort(physical))
