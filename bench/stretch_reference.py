@@ -199,3 +199,39 @@ def picture_figures(picture) -> dict[str, float]:
     pixels = np.asarray(picture.convert("L"), dtype=np.uint8)
     return {"dark": float(np.mean(pixels <= 5)), "sky": float(np.median(pixels)),
             "white": float(np.mean(pixels >= 255))}
+
+
+def our_picture(body: bytes, box: tuple[int, int], ext: str = "fits", **options):
+    """Our picture (a Pillow image, before JPEG) of a FITS file, by the image API's own code."""
+    from archive.formats.fits_data import reduce_fits
+    from archive.formats.jpeg import fit_size
+    from archive.render.params import RenderParams
+    from archive.render.picture import fits_picture
+
+    params = RenderParams(width=box[0], height=box[1], **options)
+    frame = reduce_fits(io.BytesIO(body), ext, lambda w, h: fit_size(w, h, *box), max_pixels=10**9,
+                        header_limit=2880 * 100)
+    return fits_picture([frame], params)
+
+
+SIZES = (200, 800, 1600)
+
+
+def main() -> None:
+    """Print the comparison table: `python -m bench.stretch_reference` (docs/image-api.md quotes it)."""
+    print("frame        size | fits2image-style: ≤5   sky  =255 | ours zscale: ≤5   sky  =255 | "
+          "asinh ≤5/sky | linear ≤5/sky | median ≤5/sky")
+    for name in MAKERS:
+        body = fits_bytes(reference_frame(name).data)
+        for size in SIZES:
+            ref = picture_figures(fits2image_picture(body, (size, size)))
+            ours = picture_figures(our_picture(body, (size, size)))
+            others = [picture_figures(our_picture(body, (size, size), **options)) for options in
+                      ({"stretch": "asinh"}, {"stretch": "linear"}, {"median": True})]
+            print(f"{name:12s} {size:4d} | {ref['dark'] * 100:20.1f}% {ref['sky']:4.0f} {ref['white'] * 100:5.2f}% |"
+                  f" {ours['dark'] * 100:14.1f}% {ours['sky']:4.0f} {ours['white'] * 100:5.2f}% | "
+                  + " | ".join(f"{o['dark'] * 100:5.1f}%/{o['sky']:3.0f}" for o in others), flush=True)
+
+
+if __name__ == "__main__":
+    main()
