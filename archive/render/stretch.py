@@ -236,7 +236,6 @@ def stretch(data: lazy.np.ndarray, stretch: str = "zscale", percentile: float = 
             median: bool = False, sample: lazy.np.ndarray | None = None) -> lazy.np.ndarray:
     """The whole display mapping of one frame (or one colour channel). `sample`: finite raw pixels of
     the frame at full resolution (Reduced.sample); without it the statistics use `data` itself."""
-    np = lazy.np
     picture = finite_values(data, PICTURE_SAMPLES)
     levels = frame_levels(sample if sample is not None and sample.size else picture)
     black, white = stretch_limits(levels, stretch, percentile, picture)

@@ -11,11 +11,16 @@ and 1600 pixels, through the image API's own code (reduce_fits + fits_picture):
 
 from __future__ import annotations
 
+import io
 from functools import cache
 
 import numpy as np
 import pytest
 
+from archive.formats.fits_data import reduce_fits
+from archive.formats.jpeg import fit_size
+from archive.render.params import RenderParams
+from archive.render.picture import fits_picture
 from bench.stretch_reference import (
     MAKERS,
     SIZES,
@@ -71,12 +76,6 @@ def test_faint_nebulosity_is_lifted_out_of_the_sky():
 
 
 def test_a_colour_composite_has_a_neutral_dark_grey_sky():
-    from archive.formats.fits_data import reduce_fits
-    from archive.formats.jpeg import fit_size
-    from archive.render.params import RenderParams
-    from archive.render.picture import fits_picture
-    import io
-
     frames = [reduce_fits(io.BytesIO(body(name)), "fits", lambda w, h: fit_size(w, h, 400, 400), max_pixels=10**9,
                           header_limit=2880 * 100) for name in ("flat", "gradient-4", "eight-bit")]
     pixels = np.asarray(fits_picture(frames, RenderParams(width=400, height=400, color=True)), dtype=float)
