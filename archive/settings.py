@@ -70,6 +70,9 @@ class Settings:
     render_assumed_credential_seconds: int = 900
     render_max_pixels: int = 100_000_000
     render_max_source_bytes: int = 512 * 1024 * 1024
+    # The Lambda's memory setting (set by the Lambda runtime): CPU is given in proportion to it, which
+    # decides how many threads decode bzip2 (archive/formats/bz2_blocks.py). None outside Lambda.
+    lambda_memory_mb: int | None = None
     # /health/ready fails when the ingest dead-letter queue holds more messages than this.
     ready_max_dead_letters: int = 0
     log_level: str = "INFO"
@@ -113,6 +116,7 @@ _INTEGER = {
     "render_assumed_credential_seconds": "RENDER_ASSUMED_CREDENTIAL_SECONDS",
     "render_max_pixels": "RENDER_MAX_PIXELS",
     "render_max_source_bytes": "RENDER_MAX_SOURCE_BYTES",
+    "lambda_memory_mb": "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
 }
 # Names that embed the stage when not set explicitly.
 _PER_STAGE = {

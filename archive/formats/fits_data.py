@@ -10,7 +10,7 @@ single statistic. The picture we make is a few hundred pixels wide, so we never 
   band plus the reduced image;
 - `.fits`: the object's body is streamed; headers are read by archive.formats.headers (no astropy: a Lambda
   serving JPEG renders or cache hits never imports it);
-- `.fits.bz2`: decompressed on the fly, on every core (archive.formats.bz2_blocks);
+- `.fits.bz2`: decompressed on the fly, on the CPUs there are to spare (archive.formats.bz2_blocks);
 - `.fits.fz`: astropy's tile decompression, all tiles in one pass into the stored pixel type (2 bytes a
   pixel for 16-bit data, no float copy of the frame), then reduced band by band like the others;
 - while the bands pass, a sample of the raw pixels (about `SAMPLE_TARGET`, on a grid spread over the
@@ -402,7 +402,7 @@ def reduce_fits(body: BinaryIO, ext: str, target_for: Callable[[int, int], tuple
                 max_pixels: int, header_limit: int, bz2_workers: int | None = None) -> Reduced:
     """Read the FITS object `body` (extension `ext`: fits, fits.bz2, fits.fz) and reduce it so that it
     is at least `target_for(width, height)` pixels. `bz2_workers` threads decode bzip2 (default: one
-    per CPU)."""
+    per idle CPU, bz2_blocks.default_workers)."""
 
     def factor_for(width: int, height: int) -> int:
         return reduction_factor(width, height, target_for(width, height))
