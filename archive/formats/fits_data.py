@@ -291,7 +291,11 @@ class BlockMeans:
         np = lazy.np
         groups = band.shape[0] // rows
         valid = self._valid(band)
-        if valid is None:
+        if self.factor == 1:  # a picture as large as the frame: the pixels themselves, no sums
+            means = band.astype(np.float32)
+            if valid is not None:
+                means[~valid] = np.nan
+        elif valid is None:
             sums = band.reshape(groups, rows, self.width).sum(axis=1, dtype=np.float32)
             means = np.add.reduceat(sums, self._starts, axis=1) / (np.float32(rows) * self._widths)
         else:
