@@ -263,7 +263,10 @@ class BlockMeans:
         self.layout, self.width, self.factor = layout, layout.width, factor
         self._starts = np.arange(0, layout.width, factor)
         self._widths = np.diff(np.append(self._starts, layout.width)).astype(np.float32)
-        self._rows: list[lazy.np.ndarray] = []
+        # Filled as the bands come (one copy of the reduced image, never a list of rows concatenated:
+        # at factor 1 that is the whole frame twice).
+        self._out = np.empty((-(-layout.height // factor), len(self._starts)), np.float32)
+        self._filled = 0
         self._carry: lazy.np.ndarray | None = None
         self._sampler = PixelSample(layout)
 
@@ -275,7 +278,7 @@ class BlockMeans:
             self._carry = None
         whole = band.shape[0] // self.factor * self.factor
         if whole:
-            self._rows.append(self._reduce(band[:whole], self.factor))
+            self._store(self._reduce(band[:whole], self.factor))
         if whole < band.shape[0]:
             self._carry = band[whole:]
 
@@ -318,11 +321,18 @@ class BlockMeans:
         return self._sampler.result()
 
     def result(self) -> lazy.np.ndarray:
-        np = lazy.np
         if self._carry is not None:
-            self._rows.append(self._reduce(self._carry, self._carry.shape[0]))
+            self._store(self._reduce(self._carry, self._carry.shape[0]))
             self._carry = None
-        return np.concatenate(self._rows) if self._rows else np.empty((0, len(self._starts)), np.float32)
+        return self._out[:self._filled]
+
+    def _store(self, means: lazy.np.ndarray) -> None:
+        end = self._filled + means.shape[0]
+        if end > self._out.shape[0]:  # more rows than the header said: grow (never for a valid file)
+            self._out = lazy.np.concatenate([self._out[:self._filled], means])
+        else:
+            self._out[self._filled:end] = means
+        self._filled = end
 
 
 def reduction_factor(width: int, height: int, target: tuple[int, int]) -> int:

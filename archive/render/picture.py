@@ -37,7 +37,8 @@ def channel(frame: Reduced, params: RenderParams) -> lazy.np.ndarray:
     (dark halos and white overshoot, measured: 1.4 % of a 200-pixel picture black around hot pixels)."""
     np, Image = lazy.np, lazy.Image
     try:
-        shown = stretch(frame.data, params.stretch, params.percentile, params.median, frame.sample)
+        # The reduced frame is this render's own: stretched in place (a 4000-pixel picture: 64 MB less).
+        shown = stretch(frame.data, params.stretch, params.percentile, params.median, frame.sample, overwrite=True)
     except NoFiniteData as exc:
         raise Unrenderable(f"nothing to show: {exc}") from exc
     size = fit_size(frame.width, frame.height, *params.box)

@@ -191,10 +191,15 @@ def _shoulder(values: lazy.np.ndarray) -> None:
         values[over] = np.float32(KNEE) + span * t / (1 + t)
 
 
-def apply_stretch(data: lazy.np.ndarray, stretch: str, black: float, white: float) -> lazy.np.ndarray:
-    """float32 in [0, 1]; non-finite pixels become 0."""
+def apply_stretch(data: lazy.np.ndarray, stretch: str, black: float, white: float,
+                  overwrite: bool = False) -> lazy.np.ndarray:
+    """float32 in [0, 1]; non-finite pixels become 0. `overwrite`: into `data` itself when it is float32
+    (a 4000-pixel picture's frame is 64 MB: no second copy)."""
     np = lazy.np
-    out = np.subtract(data, black, dtype=np.float32)
+    if overwrite and data.dtype == np.float32:
+        out = np.subtract(data, np.float32(black), out=data)
+    else:
+        out = np.subtract(data, black, dtype=np.float32)
     out *= np.float32(1.0 / (white - black))
     np.fmax(out, np.float32(0), out=out)  # NaN and -inf to 0 too (fmax skips NaN): one pass, not nan_to_num's four
     out[out == np.inf] = 0.0
@@ -233,11 +238,12 @@ def recentre_on_sky(stretched: lazy.np.ndarray, percentile: float) -> lazy.np.nd
 
 
 def stretch(data: lazy.np.ndarray, stretch: str = "zscale", percentile: float = 99.5,
-            median: bool = False, sample: lazy.np.ndarray | None = None) -> lazy.np.ndarray:
+            median: bool = False, sample: lazy.np.ndarray | None = None, overwrite: bool = False) -> lazy.np.ndarray:
     """The whole display mapping of one frame (or one colour channel). `sample`: finite raw pixels of
-    the frame at full resolution (Reduced.sample); without it the statistics use `data` itself."""
+    the frame at full resolution (Reduced.sample); without it the statistics use `data` itself.
+    `overwrite`: `data` may be used for the result."""
     picture = finite_values(data, PICTURE_SAMPLES)
     levels = frame_levels(sample if sample is not None and sample.size else picture)
     black, white = stretch_limits(levels, stretch, percentile, picture)
-    out = apply_stretch(data, stretch, black, white)
+    out = apply_stretch(data, stretch, black, white, overwrite)
     return recentre_on_sky(out, percentile) if median else out
