@@ -22,14 +22,18 @@ def frame(shape: tuple[int, int] = (203, 317), seed: int = 1) -> np.ndarray:
 
 
 def block_means(data: np.ndarray, factor: int) -> np.ndarray:
-    """Reference: numpy on the whole frame in float64, edge blocks averaging what they have."""
+    """Reference: numpy on the whole frame in float64, edge blocks averaging what they have; blocks of
+    3×3 and up leave their brightest pixel out."""
     rows, cols = data.shape
     out = np.empty((-(-rows // factor), -(-cols // factor)))
     for i in range(out.shape[0]):
         for j in range(out.shape[1]):
             block = data[i * factor:(i + 1) * factor, j * factor:(j + 1) * factor].astype(np.float64)
             finite = block[np.isfinite(block)]
-            out[i, j] = finite.mean() if finite.size else np.nan
+            if finite.size > 1 and factor >= fits_data.REJECT_FROM_FACTOR:
+                out[i, j] = (finite.sum() - finite.max()) / (finite.size - 1)
+            else:
+                out[i, j] = finite.mean() if finite.size else np.nan
     return out
 
 
@@ -191,3 +195,12 @@ def test_the_sample_of_scaled_integers_is_in_physical_units_without_blanks():
     physical = raw[raw != -32768] * 0.5 + 100.0
     assert sample.size == physical.size  # a small frame: every pixel
     np.testing.assert_allclose(np.sort(sample), np.sort(physical))
+
+
+def test_a_hot_pixel_does_not_make_its_block_a_bright_dot_but_a_star_does():
+    data = np.full((60, 60), 1000.0, np.float32)
+    data[7, 7] = 60000.0  # a hot pixel
+    data[31:34, 31:34] += 5000.0  # a star's core, 3×3
+    reduced = reduce(containers(data)["fits"], "fits", (10, 10)).data  # blocks of 6×6
+    assert reduced[1, 1] == pytest.approx(1000.0)
+    assert reduced[5, 5] > 1000.0 + 5000.0 * 8 / 35 - 1
