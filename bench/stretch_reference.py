@@ -159,7 +159,7 @@ MAKERS: dict[str, tuple[str, Callable[[np.random.Generator], np.ndarray]]] = {
     "hot-pixels": ("0.2 % hot pixels and cosmic rays, uint16", _hot_pixels),
     "nan-regions": ("NaN edge, corner and scattered pixels, float64", _nan_regions),
     "eight-bit": ("8-bit data, sky 40 counts", _eight_bit),
-    "nebula": ("faint nebulosity (0.7 σ of a pixel's noise), float32", _nebula),
+    "nebula": ("faint nebulosity (0.7 sigma of a pixel's noise), float32", _nebula),
 }
 
 

@@ -62,7 +62,7 @@ def main() -> None:
             canvas.paste(picture.convert("RGB"), (x, y))
             f = picture_figures(picture)
             draw.text((x, y + picture.height + 4),
-                      f"≤5: {f['dark'] * 100:.1f} %   sky grey {f['sky']:.0f}   255: {f['white'] * 100:.2f} %",
+                      f"<=5: {f['dark'] * 100:.1f} %   sky grey {f['sky']:.0f}   255: {f['white'] * 100:.2f} %",
                       font=SMALL, fill=INK)
         y += row_height + caption + margin
     out = Path(__file__).with_name("stretch-compare.png")
