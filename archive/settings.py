@@ -8,6 +8,7 @@ local stack change the environment and call `get_settings.cache_clear()`.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -15,6 +16,10 @@ from typing import Any
 
 DEFAULT_EXPIRING_DATA_TYPES = "EP=604800,EF=86400"
 DEFAULT_SITE_EXPIRY = "tst=300"
+# The web app, and the ports its development servers use (Vue CLI 8080, Vite 5173, others 3000).
+DEFAULT_CORS_ORIGINS = ("https://www.photonranch.org", "http://localhost:8080", "http://localhost:5173",
+                        "http://localhost:3000")
+_ORIGIN = re.compile(r"https?://[^/\s:]+(:\d{1,5})?")
 
 
 def _int(env: Mapping[str, str], name: str) -> int:
@@ -34,6 +39,15 @@ def _lifespans(raw: str, name: str) -> dict[str, int]:
             raise ValueError(f"setting {name} must look like 'EP=604800,EF=86400', got {raw!r}")
         out[key.strip()] = int(seconds)
     return out
+
+
+def _origins(raw: str, name: str) -> tuple[str, ...]:
+    """Parse `https://a.example,http://localhost:8080` (scheme, host, optional port; no path)."""
+    origins = tuple(filter(None, (part.strip().rstrip("/") for part in raw.split(","))))
+    bad = [origin for origin in origins if not _ORIGIN.fullmatch(origin)]
+    if bad:
+        raise ValueError(f"setting {name} must list origins like 'https://www.photonranch.org', got {bad[0]!r}")
+    return origins
 
 
 @dataclass(frozen=True)
@@ -73,8 +87,10 @@ class Settings:
     # The Lambda's memory setting (set by the Lambda runtime): CPU is given in proportion to it, which
     # decides how many threads decode bzip2 (archive/formats/bz2_blocks.py). None outside Lambda.
     lambda_memory_mb: int | None = None
-    # /health/ready fails when the ingest dead-letter queue holds more messages than this.
+    # Dead letters of the ingest queue above this are reported as a warning by /health/ready.
     ready_max_dead_letters: int = 0
+    # Origins whose pages may read the image API's answers (CORS); serverless.yml's `corsOrigins`.
+    cors_origins: tuple[str, ...] = DEFAULT_CORS_ORIGINS
     log_level: str = "INFO"
 
     def expiry_seconds(self, site: str, data_type: str) -> int | None:
@@ -127,7 +143,7 @@ _PER_STAGE = {
 
 # Every environment variable load_settings reads (the deployment sets them; tests check the template).
 ENVIRONMENT = (
-    "STAGE", "AWS_REGION", "AWS_DEFAULT_REGION", "EXPIRING_DATA_TYPES", "SITE_EXPIRY_SECONDS",
+    "STAGE", "AWS_REGION", "AWS_DEFAULT_REGION", "EXPIRING_DATA_TYPES", "SITE_EXPIRY_SECONDS", "CORS_ORIGINS",
     *_TEXT.values(), *_OPTIONAL.values(), *_INTEGER.values(),
 )
 
@@ -143,6 +159,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         "site_expiry_seconds": _lifespans(env.get("SITE_EXPIRY_SECONDS", DEFAULT_SITE_EXPIRY), "SITE_EXPIRY_SECONDS"),
     }
+    if env.get("CORS_ORIGINS", "").strip():
+        values["cors_origins"] = _origins(env["CORS_ORIGINS"], "CORS_ORIGINS")
     values.update({name: pattern.format(stage=stage) for name, pattern in _PER_STAGE.items()})
     values.update({name: env[var] for name, var in _TEXT.items() if env.get(var)})
     values.update({name: env.get(var) or None for name, var in _OPTIONAL.items()})

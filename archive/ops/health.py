@@ -5,11 +5,14 @@ hanging database cannot hold the probe longer than the slowest allowed answer:
 
 - database: `SELECT 1` through the process's engine (the URL from DATABASE_URL or SSM);
 - bucket: HeadBucket on the archive bucket;
-- ingest queue: it exists and its depth (reported, never a failure: a backlog is not an outage);
+- ingest queue: it exists and its depth (a backlog is not an outage);
 - dead letters: the ingest queue's dead-letter queue (found through its redrive policy) holds no more
   than `READY_MAX_DEAD_LETTERS` messages: uploads are failing repeatedly and need an operator.
 
-Each check answers a `Check` naming what it found or why it failed; the caller turns them into 200/503.
+Each check answers a `Check` naming what it found or why it failed. Only the `REQUIRED` ones, what
+rendering itself reads (the database for colour sets, the bucket for every picture), make the image
+API unready (503); the ingest queue's are the archive's health, reported in the same body as warnings
+for whoever watches it, since a dead letter of an upload does not stop a single render.
 """
 
 from __future__ import annotations
@@ -79,6 +82,9 @@ def check_dead_letters() -> tuple[str, dict[str, Any]]:
                        "docs/operations.md")
     return f"{dlq_name}: {depth} dead letters", {"depth": depth}
 
+
+# What the image API cannot answer without: a failure of one of these is a 503.
+REQUIRED = frozenset({"database", "bucket"})
 
 READINESS_CHECKS: Mapping[str, Callable[[], tuple[str, dict[str, Any]]]] = {
     "database": check_database,

@@ -6,13 +6,20 @@
    or pinned filename;
 2. find the source objects (archive.render.sources): one file, or the red/green/blue frames of a colour
    set, each with its ETag, checked against the byte budget;
-3. derive the cache key `thumbnails/{base_filename}/{sha256}.jpg` from the normalised parameters, the
-   sources' keys and ETags and RENDER_VERSION, and HEAD it: a hit costs no source read at all;
-4. on a miss, render (archive.formats.fits_data + archive.render.picture, or the JPG path of
-   archive.ingest.thumbnails) and PUT it with `Cache-Control: public, max-age=31536000, immutable` (the key
-   changes whenever the pixels would) and its size in the object's metadata; the `thumbnails/` prefix
-   expires by a lifecycle rule (`archive bucket configure`), so the cache cleans itself;
+3. derive the cache key `thumbnails/{base_filename}/{sha256}.jpg` from what changes the picture (the
+   normalised parameters, the sources' keys and ETags and RENDER_VERSION: archive.render.params), and
+   HEAD it: a hit costs no source read at all;
+4. on a miss, render (archive.formats.fits_data + archive.render.picture, or the medium JPG scaled) and
+   PUT it with `Cache-Control: public, max-age=31536000, immutable` (the key changes whenever the pixels
+   would) and its size in the object's metadata; the `thumbnails/` prefix expires by a lifecycle rule
+   (`archive bucket configure`), so the cache cleans itself;
 5. sign a GET link whose lifetime is honest about the signing credentials (archive.render.presign).
+
+One render per picture: in a process, concurrent requests for one key take turns on a lock of that
+key (`one_at_a_time`), and whoever comes second finds the first one's object with its HEAD. Across
+processes (Lambdas) the PUT is conditional (`If-None-Match: *`, S3's conditional write): two Lambdas
+that missed together both render, but only the first write lands and the other answers with the
+object already there, so the cached object never changes under a link already handed out.
 
 Failures come out as `RenderError`s with their HTTP status: 404 unknown exposure or missing source,
 413 over a budget, 422 unrenderable data, 429 AWS throttling us, 502/504 AWS or database trouble.
@@ -24,6 +31,7 @@ import contextlib
 import datetime as dt
 import io
 import logging
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -54,12 +62,14 @@ from archive.render.sources import (
     COLOURS,
     check_bytes,
     choose,
-    jpeg_dimensions,
+    dimensions,
+    fits_dimensions,
     list_files,
     matched_frames,
     parse_target,
     pick,
     pinned,
+    smallest_filling,
 )
 from archive.settings import Settings, get_settings
 
@@ -122,11 +132,11 @@ def colour_sources(bucket: str, base_filename: str, params: RenderParams) -> tup
     refs = []
     for colour, name in names.items():
         files = list_files(bucket, name)
-        ref = next((r for r in (pick(files, kind) for kind in kinds) if r is not None), None)
-        if ref is None:
+        candidates = [r for r in (pick(files, kind) for kind in kinds) if r is not None]
+        if not candidates:
             raise NotFound(f"the {colour} frame {name} has no {' or '.join(kinds)} FITS file",
                            missing=colour, base_filename=name)
-        refs.append(ref)
+        refs.append(smallest_filling(candidates, lambda ref: fits_dimensions(bucket, ref), params.box))
     return tuple(refs)
 
 
@@ -140,7 +150,7 @@ def find_sources(bucket: str, base_filename: str, pinned_name: ParsedName | None
         sources = (ref,)
     else:
         files = list_files(bucket, base_filename)
-        ref, is_fits = choose(files, params, lambda jpg: jpeg_dimensions(bucket, jpg), base_filename)
+        ref, is_fits = choose(files, params, lambda found: dimensions(bucket, found), base_filename)
         sources = (ref,)
     for ref in sources:
         check_bytes(ref, settings.render_max_source_bytes)
@@ -182,15 +192,57 @@ def render_picture(bucket: str, sources: tuple[SourceRef, ...], is_fits: bool, p
     return render_image.finish(render_image.fits_picture(frames, params), params)
 
 
+def lost_the_race(exc: ClientError) -> bool:
+    """S3 refused a conditional write because the object is there: 412, or 409 when two writes of the
+    key were under way at once."""
+    code = exc.response.get("Error", {}).get("Code", "")
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412)
+
+
 def store(bucket: str, key: str, picture: bytes, sources: tuple[SourceRef, ...],
           settings: Settings) -> tuple[int, int]:
+    """PUT the picture unless another writer stored this key first; (width, height) of what is stored."""
     width, height = lazy.Image.open(io.BytesIO(picture)).size
-    client("s3").put_object(
+    request = dict(
         Bucket=bucket, Key=key, Body=picture, ContentType="image/jpeg",
         CacheControl=settings.thumbnail_cache_control,
         Metadata={"width": str(width), "height": str(height), "sources": " ".join(s.filename for s in sources)},
     )
+    s3 = client("s3")
+    try:
+        s3.put_object(**request, IfNoneMatch="*")
+    except ClientError as exc:
+        if not lost_the_race(exc):
+            raise
+        theirs = cached_size(bucket, key)
+        if theirs is not None:
+            logger.info("render already stored by another writer", extra={"key": key})
+            return theirs
+        s3.put_object(**request)  # an object without our metadata (written by something else): ours wins
     return width, height
+
+
+_flights: dict[str, tuple[threading.Lock, int]] = {}
+_flights_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def one_at_a_time(key: str) -> Iterator[None]:
+    """Hold the process's lock of `key` (made on first use, dropped when nobody holds or waits for it)."""
+    with _flights_guard:
+        lock, users = _flights.get(key, (threading.Lock(), 0))
+        _flights[key] = (lock, users + 1)
+    try:
+        with lock:
+            yield
+    finally:
+        with _flights_guard:
+            lock, users = _flights[key]
+            if users == 1:
+                del _flights[key]
+            else:
+                _flights[key] = (lock, users - 1)
 
 
 def render_request(target: str, query: Mapping[str, str] | None, now: dt.datetime | None = None) -> Rendered:
@@ -205,8 +257,13 @@ def render_request(target: str, query: Mapping[str, str] | None, now: dt.datetim
         size = cached_size(bucket, key)
         cached = size is not None
         if size is None:
-            size = store(bucket, key, render_picture(bucket, sources, is_fits, params, settings), sources, settings)
-            logger.info("rendered", extra={"key": key, "sources": [s.key for s in sources], "size": size})
+            with one_at_a_time(key):
+                size = cached_size(bucket, key)  # rendered by the request this one waited for
+                cached = size is not None
+                if size is None:
+                    picture = render_picture(bucket, sources, is_fits, params, settings)
+                    size = store(bucket, key, picture, sources, settings)
+                    logger.info("rendered", extra={"key": key, "sources": [s.key for s in sources], "size": size})
         url, expires_at = presigned_get(bucket, key, settings.render_url_seconds,
                                         settings.render_assumed_credential_seconds, now)
     return Rendered(key, url, expires_at, size[0], size[1], cached, params.image)

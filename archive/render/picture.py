@@ -8,13 +8,19 @@
 - Colour: red, green and blue frames are stretched each on its own statistics; frames of different
   shapes are each fitted to the box and then cropped about their centres to the size they share.
 - Label: white text with a dark outline in the lower-left corner, sized to the picture and shrunk
-  until it fits its width (Pillow's bundled font: nothing to install; measured with `textbbox`, which
-  Pillow 10 kept when it removed the `getsize` the reference service crashed on).
+  until it fits its width (measured with `textbbox`, which Pillow 10 kept when it removed the `getsize`
+  the reference service crashed on). The font is DejaVu Sans, bundled in `fonts/` (Lambda has no
+  system fonts, and Pillow's own covers Latin only): Latin, Greek, Cyrillic and the symbols labels
+  use (Hα, —, °, ★, ☉, ±, Å). No CJK font is bundled: one is 5-20 MB against DejaVu's 0.7 MB, in a zip
+  kept under Lambda's limit, for labels that name objects, filters and exposures; such characters
+  draw as boxes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
 
 from archive import lazy
 from archive.formats.fits_data import Reduced
@@ -24,6 +30,13 @@ from archive.render.stretch import NoFiniteData, stretch
 
 LABEL_MIN_PX = 7
 LABEL_MAX_PX = 48
+LABEL_FONT = Path(__file__).resolve().parent / "fonts" / "DejaVuSans.ttf"
+
+
+@lru_cache(maxsize=64)
+def label_font(size: int) -> lazy.ImageFont.FreeTypeFont:
+    """The bundled label font at `size` pixels (loaded once per size per process)."""
+    return lazy.ImageFont.truetype(str(LABEL_FONT), size=size)
 
 
 def channel(frame: Reduced, params: RenderParams) -> lazy.np.ndarray:
@@ -96,7 +109,7 @@ def draw_label(picture: lazy.Image.Image, text: str) -> lazy.Image.Image:
     size = max(LABEL_MIN_PX, min(LABEL_MAX_PX, round(min(width, height) * 0.08)))
     draw = lazy.ImageDraw.Draw(picture)
     while True:
-        font = lazy.ImageFont.load_default(size=size)
+        font = label_font(size)
         margin, stroke = max(2, size // 5), max(1, size // 12)
         left, _, right, bottom = draw.textbbox((0, 0), text, font=font, stroke_width=stroke)
         fits = right - left <= width - 2 * margin

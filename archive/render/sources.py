@@ -5,30 +5,40 @@ file's ETag (part of the cache key) and size (checked against the byte budget be
 
 - medium JPG: a `.jpg` of reduction 10 or 13; small FITS: FITS of reduction 10 or 13; large FITS: FITS
   of reduction 00 or 01 (DESIGN.md 2.1). Reduction 10 is preferred to 13, then names sort.
-- `source=auto`: the medium JPG when no FITS-only option is set and it is large enough for the box
-  (at least as wide or as high: it is only ever scaled down), else the small FITS, else the large FITS,
-  else the medium JPG as it is. Its size comes from the JPEG's frame header (a 64 kB ranged GET,
-  remembered per ETag), never from decoding it.
+- `source=auto`: the smallest source that fills the box (at least as wide or as high: a picture is
+  only ever scaled down): the medium JPG when it fills and no FITS-only option is set to something
+  other than its default, else the small FITS when it fills, else the large FITS when it fills; when
+  none does, the largest there is (the JPG first among equals: it is the cheapest to draw). Sizes come
+  from headers, never from decoding: the JPEG's frame header (a 64 kB ranged GET) and the FITS
+  header (archive.formats.fits_header: ranged GETs of its first blocks), each remembered per ETag and
+  read only when the choice needs it (a JPG that fills spares the FITS headers, a small FITS that
+  fills spares the large one's).
 - A full filename (`…-EX10.fits`) pins that one file.
 
 Colour (`color=true`) needs a red, a green and a blue frame: the three base filenames the request names
 (`r`, `g`, `b`), or the exposures that share the requested one's smart stack (`SMARTSTK`, else LCO's
 request number `REQNUM`) and were taken by filters of the three colours, found in the `images` table
 (same site, within a day). Of several frames of one colour the most stacked (`SSTKNUM`), then the
-latest, wins. A missing colour is a 404 that names it.
+latest, wins; of each frame's files, the smallest FITS that fills the box (as `source=auto`). A missing
+colour is a 404 that names it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 
 import db
 from archive.aws import client
 from archive.database import get_engine
+from archive.errors import Unreadable
 from archive.formats.filenames import FilenameError, ParsedName, parse_base_filename, parse_filename
+from archive.formats.fits_data import image_dimensions
+from archive.formats.fits_header import read_fits_header
+from archive.formats.headers import HeaderError
 from archive.render.params import BadParameter, NotFound, RenderParams, SourceRef, TooLarge
 
 DIRECTORY = "data"
@@ -133,13 +143,51 @@ def jpeg_dimensions(bucket: str, ref: SourceRef) -> tuple[int, int] | None:
     return _jpeg_size_of(bucket, ref.key, ref.etag)
 
 
+@lru_cache(maxsize=4096)
+def _fits_size_of(bucket: str, key: str, etag: str) -> tuple[int, int] | None:
+    try:
+        return image_dimensions(read_fits_header(bucket, key))
+    except (HeaderError, Unreadable):
+        return None  # the image is elsewhere (an extension) or unreadable: reading it will tell
+
+
+def fits_dimensions(bucket: str, ref: SourceRef) -> tuple[int, int] | None:
+    """(NAXIS1, NAXIS2) of a FITS file's image from its header alone, or None when the header does not
+    say (no image in the primary HDU, an unreadable header)."""
+    return _fits_size_of(bucket, ref.key, ref.etag)
+
+
+def dimensions(bucket: str, ref: SourceRef) -> tuple[int, int] | None:
+    """The pixel size of a JPG or FITS source from its header."""
+    if ref.filename.lower().endswith(".jpg"):
+        return jpeg_dimensions(bucket, ref)
+    return fits_dimensions(bucket, ref)
+
+
 def large_enough(size: tuple[int, int] | None, box: tuple[int, int]) -> bool:
     """A picture fills the box without being enlarged when it is at least as wide or as high."""
     return size is not None and (size[0] >= box[0] or size[1] >= box[1])
 
 
-def choose(files: dict[str, SourceRef], params: RenderParams,
-           size_of: Callable[[SourceRef], tuple[int, int] | None], base_filename: str) -> tuple[SourceRef, bool]:
+SizeOf = Callable[[SourceRef], "tuple[int, int] | None"]
+
+
+def smallest_filling(candidates: Sequence[SourceRef], size_of: SizeOf, box: tuple[int, int]) -> SourceRef:
+    """The first of `candidates` (given smallest first) that fills the box, else the largest of them
+    (the earliest among equals); sizes are asked for only as far as needed. The chosen ref carries
+    its dimensions when they are known."""
+    seen: list[tuple[SourceRef, tuple[int, int] | None]] = []
+    for ref in candidates:
+        size = size_of(ref)
+        if large_enough(size, box):
+            return dataclasses.replace(ref, dimensions=size)
+        seen.append((ref, size))
+    ref, size = max(seen, key=lambda pair: (pair[1][0] * pair[1][1] if pair[1] else -1, -seen.index(pair)))
+    return dataclasses.replace(ref, dimensions=size)
+
+
+def choose(files: dict[str, SourceRef], params: RenderParams, size_of: SizeOf,
+           base_filename: str) -> tuple[SourceRef, bool]:
     """(the source file, whether it is FITS) for one exposure, by `params.source`."""
     if params.source != "auto":
         ref = pick(files, params.source)
@@ -147,15 +195,12 @@ def choose(files: dict[str, SourceRef], params: RenderParams,
             what = {"jpg": "medium JPG", "small": "small FITS", "large": "large FITS"}[params.source]
             raise NotFound(f"{base_filename} has no {what} (source={params.source})", base_filename=base_filename)
         return ref, params.source != "jpg"
-    jpg = pick(files, "jpg")
     fits_needed = bool(params.fits_only_given)
-    if jpg is not None and not fits_needed and large_enough(size_of(jpg), params.box):
-        return jpg, False
-    fits = pick(files, "small") or pick(files, "large")
-    if fits is not None:
-        return fits, True
-    if jpg is not None and not fits_needed:
-        return jpg, False
+    kinds = ("small", "large") if fits_needed else ("jpg", "small", "large")
+    candidates = [ref for ref in (pick(files, kind) for kind in kinds) if ref is not None]
+    if candidates:
+        ref = smallest_filling(candidates, size_of, params.box)
+        return ref, not ref.filename.lower().endswith(".jpg")
     if not files:
         raise NotFound(f"no exposure {base_filename} in the archive", base_filename=base_filename)
     wanted = "FITS file (" + ", ".join(params.fits_only_given) + " need FITS data)" if fits_needed else "image"

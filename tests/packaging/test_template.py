@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from archive.render import cors
 from archive.settings import ENVIRONMENT, load_settings
 from handlers.render import ROUTES as RENDER_ROUTES
 
@@ -235,7 +236,7 @@ def test_a_function_without_a_dead_letter_path_is_flagged():
 
 def test_every_listed_environment_variable_changes_the_settings():
     """ENVIRONMENT is what the template must set: each name in it is really read by load_settings."""
-    samples = {"EXPIRING_DATA_TYPES": "XX=1", "SITE_EXPIRY_SECONDS": "abc=2"}
+    samples = {"EXPIRING_DATA_TYPES": "XX=1", "SITE_EXPIRY_SECONDS": "abc=2", "CORS_ORIGINS": "https://a.example"}
     for name in ENVIRONMENT:
         value = samples.get(name, "7")
         assert load_settings({name: value}) != load_settings({}), name
@@ -384,6 +385,8 @@ def test_each_zip_holds_its_handler_compiled_for_the_runtime(functions):
         budget = {"handlers/ingest": INGEST_BUDGET, "handlers/render": RENDER_BUDGET}.get(module, LAMBDA_UNZIPPED_LIMIT)
         assert size <= budget, (function_id, size)
         fits_reader = [n for n in names if n.startswith(("astropy/", "numpy/"))]
+        fonts = {"archive/render/fonts/DejaVuSans.ttf", "archive/render/fonts/LICENSE.txt"}
+        assert (fonts <= names) == (module == "handlers/render"), (function_id, "the label font: render's alone")
         if module == "handlers/render":
             assert "astropy/io/fits/__init__.py" in names and "numpy/__init__.py" in names, function_id
             assert not any(n.startswith("astropy/coordinates/") for n in names), "pruned: never imported"
@@ -427,6 +430,21 @@ def test_the_http_api_routes_what_the_render_handler_dispatches(template, functi
     for integration in integrations.values():
         props = integration["Properties"]
         assert refers_to(props["IntegrationUri"], function_id) and props["PayloadFormatVersion"] == "2.0"
+
+
+def test_the_http_api_answers_cors_as_the_handler_does_for_the_functions_origins(template, functions):
+    """API Gateway answers preflights and sets the CORS headers deployed; the handler and the local front
+    do it from archive/render/cors.py and CORS_ORIGINS. Both must say the same."""
+    _, render_fn = _render_function(functions)
+    (api,) = resources_of(template, "AWS::ApiGatewayV2::Api").values()
+    config = api["Properties"]["CorsConfiguration"]
+    assert sorted(config["AllowMethods"]) == sorted(cors.ALLOWED_METHODS)
+    assert sorted(h.lower() for h in config["AllowHeaders"]) == sorted(cors.ALLOWED_HEADERS)
+    assert int(config["MaxAge"]) == cors.MAX_AGE_SECONDS
+    joined = render_fn["Environment"]["Variables"]["CORS_ORIGINS"]
+    origins = joined["Fn::Join"][1] if isinstance(joined, dict) else joined.split(",")
+    assert sorted(config["AllowOrigins"]) == sorted(origins) and "https://www.photonranch.org" in origins
+    assert load_settings({"CORS_ORIGINS": ",".join(origins)}).cors_origins == tuple(origins)
 
 
 def test_the_render_function_answers_before_the_gateway_gives_up_and_is_capped(template, functions):
