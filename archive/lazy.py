@@ -15,9 +15,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
     from astropy.io import fits
+    from astropy.io.fits.hdu.compressed import _quantization as fits_quantization
+    from astropy.io.fits.hdu.compressed import _tiled_compression as fits_tiles
     from PIL import Image, ImageDraw, ImageFont, ImageOps, JpegImagePlugin
 
-    __all__ = ["Image", "ImageDraw", "ImageFont", "ImageOps", "JpegImagePlugin", "fits", "np"]
+    __all__ = ["Image", "ImageDraw", "ImageFont", "ImageOps", "JpegImagePlugin", "fits", "fits_quantization",
+               "fits_tiles", "np"]
 
 DEFERRED = {
     "Image": "PIL.Image",
@@ -26,6 +29,9 @@ DEFERRED = {
     "ImageOps": "PIL.ImageOps",
     "JpegImagePlugin": "PIL.JpegImagePlugin",
     "fits": "astropy.io.fits",
+    # astropy's tile codecs (what CompImageHDU decodes with), for .fz read tile by tile (archive/formats/fz_tiles.py)
+    "fits_tiles": "astropy.io.fits.hdu.compressed._tiled_compression",
+    "fits_quantization": "astropy.io.fits.hdu.compressed._quantization",
     "np": "numpy",
 }
 

@@ -84,6 +84,14 @@ class Settings:
     render_assumed_credential_seconds: int = 900
     render_max_pixels: int = 100_000_000
     render_max_source_bytes: int = 512 * 1024 * 1024
+    # The rest of a render's budget, all checked from headers before any data is read
+    # (archive/formats/fits_data.py): pixels per axis, decompressed bytes of the frame, and the bytes one
+    # row of .fz tiles decompresses to (what is held at once). A render past its deadline answers 504; it
+    # stays under the function's 28 s timeout so the answer is ours, not API Gateway's.
+    render_max_axis: int = 100_000
+    render_max_data_bytes: int = 1024 * 1024 * 1024
+    render_max_tile_bytes: int = 64 * 1024 * 1024
+    render_deadline_seconds: int = 24
     # The Lambda's memory setting (set by the Lambda runtime): CPU is given in proportion to it, which
     # decides how many threads decode bzip2 (archive/formats/bz2_blocks.py). None outside Lambda.
     lambda_memory_mb: int | None = None
@@ -132,6 +140,10 @@ _INTEGER = {
     "render_assumed_credential_seconds": "RENDER_ASSUMED_CREDENTIAL_SECONDS",
     "render_max_pixels": "RENDER_MAX_PIXELS",
     "render_max_source_bytes": "RENDER_MAX_SOURCE_BYTES",
+    "render_max_axis": "RENDER_MAX_AXIS",
+    "render_max_data_bytes": "RENDER_MAX_DATA_BYTES",
+    "render_max_tile_bytes": "RENDER_MAX_TILE_BYTES",
+    "render_deadline_seconds": "RENDER_DEADLINE_SECONDS",
     "lambda_memory_mb": "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
 }
 # Names that embed the stage when not set explicitly.

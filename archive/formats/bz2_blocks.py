@@ -24,9 +24,11 @@ Threads: `available_cpus` — the process's affinity mask, and on Lambda its mem
 per 1,769 MB; fewer is one) — and of those only the ones the machine leaves idle (its load average):
 two decoders time-sharing one CPU cost 1.4-1.6× the CPU of one. With one, or a file of one unit, the
 sequential decoder runs alone.
-Anything unexpected (a magic found by chance inside compressed data, a unit that fails to decode,
-trailing bytes) falls back to the plain sequential decoder, skipping what was already delivered, so
-the result is always exactly what `bz2.decompress` gives — or its error.
+Anything unexpected (a magic found by chance inside compressed data, a unit that fails to decode or
+expands past UNIT_OUTPUT_MAX, trailing bytes) falls back to the plain sequential decoder, skipping what
+was already delivered, so the result is always exactly what `bz2.decompress` gives — or its error. The
+sequential decoder hands out at most SEQUENTIAL_CHUNK at a time, so a few bytes standing for gigabytes
+are never held at once.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ SEQUENTIAL_CHUNK = 1 << 20
 UNIT_BYTES = 2 << 20  # compressed bytes a thread decodes at once: 2-3 blocks of a 9 (900 kB) file
 SPLIT_WINDOW = 2 << 20  # where the next block magic is looked for after a cut (a block is < 1 MB)
 LAMBDA_MB_PER_VCPU = 1769  # Lambda gives one vCPU per 1,769 MB of memory
+# What one unit decoded in a thread may expand to (real data: 2-3× its 2 MB; a block of runs of one byte
+# can stand for ~45 MB): beyond it, the rest is decoded sequentially, a bounded chunk at a time.
+UNIT_OUTPUT_MAX = 16 << 20
 
 
 class Bz2Error(ValueError):
@@ -134,10 +139,6 @@ def single_block_stream(data: bytes, start: int, end: int) -> bytes:
     return b"BZh9" + (value << pad).to_bytes((count + pad) // 8, "big")
 
 
-def _decode(block: bytes) -> bytes:
-    return bz2.decompress(block)
-
-
 def sequential(chunks: Iterable[bytes], skip: int = 0) -> Iterator[bytes]:
     """Decompress concatenated bzip2 streams from `chunks`, dropping the first `skip` output bytes.
 
@@ -147,21 +148,22 @@ def sequential(chunks: Iterable[bytes], skip: int = 0) -> Iterator[bytes]:
     fed = False  # the current decompressor has been given data
     streams = 0
     for chunk in chunks:
-        while chunk:
+        data = chunk
+        while data or (decompressor is not None and not decompressor.eof and not decompressor.needs_input):
             if decompressor is None or decompressor.eof:
                 decompressor, fed = bz2.BZ2Decompressor(), False
             try:
-                out = decompressor.decompress(chunk)
+                # At most a chunk out per call: a few compressed bytes can stand for gigabytes of output.
+                out = decompressor.decompress(data, SEQUENTIAL_CHUNK)
             except (OSError, EOFError, ValueError) as exc:
                 if streams and not fed:
                     return  # trailing bytes that are not a stream
                 raise Bz2Error(f"corrupt bzip2 data ({exc})") from exc
             fed = True
+            data = b""
             if decompressor.eof:
                 streams += 1
-                chunk = decompressor.unused_data
-            else:
-                chunk = b""
+                data = decompressor.unused_data
             if skip:
                 dropped = min(skip, len(out))
                 out, skip = out[dropped:], skip - dropped
@@ -279,11 +281,19 @@ def decode_unit(data: bytes, unit: Unit) -> bytes:
     """One unit's output (every block's CRC checked by the decoder); ValueError when it is not whole."""
     kind, start, end = unit
     if kind == "streams":
-        return bz2.decompress(data[start:end])
+        parts, total, rest = [], 0, data[start:end]
+        while rest:
+            decoder = bz2.BZ2Decompressor()
+            parts.append(decoder.decompress(rest, UNIT_OUTPUT_MAX + 1 - total))
+            total += len(parts[-1])
+            if total > UNIT_OUTPUT_MAX or not decoder.eof:
+                raise ValueError(f"a unit of streams expands beyond {UNIT_OUTPUT_MAX} bytes or is not whole")
+            rest = decoder.unused_data
+        return b"".join(parts)
     decoder = bz2.BZ2Decompressor()
-    out = decoder.decompress(data[:4] + aligned_bits(data, start, end))
-    if decoder.eof or not decoder.needs_input:
-        raise ValueError("a unit of blocks did not end where its last block does")
+    out = decoder.decompress(data[:4] + aligned_bits(data, start, end), UNIT_OUTPUT_MAX + 1)
+    if len(out) > UNIT_OUTPUT_MAX or decoder.eof or not decoder.needs_input:
+        raise ValueError(f"a unit of blocks expands beyond {UNIT_OUTPUT_MAX} bytes or does not end with a block")
     return out
 
 

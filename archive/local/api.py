@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 Event = dict[str, Any]
 Response = dict[str, Any]
 MAX_BODY_BYTES = 10 * 2**20  # API Gateway's payload limit
+CLIENT_TIMEOUT_SECONDS = 30  # a client that sends nothing for this long is dropped (its thread freed)
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,12}")
 _NAMED_GROUP = re.compile(r"\(\?P<(\w+)>(?:[^()\\]|\\.)*\)")
 
 
@@ -204,12 +206,24 @@ def dispatch(routes: Sequence[Route], method: str, target: str, headers: Sequenc
         return json_response(500, {"message": "Internal Server Error"})
 
 
+def content_length(raw: str | None) -> int | None:
+    """A request's body length: absent is 0; anything but ASCII digits (`-1`, `abc`, `+5`) is None."""
+    if raw is None or raw.strip() == "":
+        return 0
+    return int(raw.strip()) if _CONTENT_LENGTH.fullmatch(raw.strip()) else None
+
+
 class _RequestHandler(BaseHTTPRequestHandler):
     server: LocalApiServer
     protocol_version = "HTTP/1.1"
+    timeout = CLIENT_TIMEOUT_SECONDS  # socket timeout: a slow or silent client cannot hold a thread forever
 
     def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+        length = content_length(self.headers.get("Content-Length"))
+        if length is None:
+            self.close_connection = True  # the body's end is unknown: nothing after it can be read
+            self._write(json_response(400, {"message": "Bad Request: malformed Content-Length"}))
+            return
         if length > MAX_BODY_BYTES:
             self._write(json_response(413, {"message": "Request Entity Too Large"}))
             return

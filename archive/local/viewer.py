@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +37,8 @@ from archive.ingest.uploads_log import logged_sites, recent_uploads
 from archive.local.api import Route, json_response
 from archive.ops.queues import queue_depths
 from archive.settings import get_settings
+
+logger = logging.getLogger(__name__)
 
 PREFIX = "/viewer"
 STATIC_DIR = Path(__file__).with_name("viewer")
@@ -299,13 +302,25 @@ def site_param(event: Event, allow_unknown: bool = False) -> str:
     raise BadRequest("site", f"site {site!r} is not a site code (3-6 letters or digits)")
 
 
+def strict_int(raw: str, low: int, high: int) -> int | None:
+    """`raw` as an integer from `low` to `high`: ASCII digits only (no `²`, no sign), at most 9 of them;
+    else None. `str.isdigit` accepts `²` and `int` refuses 4,301 digits, so neither is asked."""
+    text = raw.strip()
+    if not (0 < len(text) <= 9 and text.isascii() and text.isdigit()):
+        return None
+    value = int(text)
+    return value if low <= value <= high else None
+
+
 def limit_param(event: Event, default: int = DEFAULT_LIMIT) -> int:
     raw = _query(event).get("limit")
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise BadRequest("limit", f"limit must be a whole number from 1 to {MAX_LIMIT}, got {raw!r}")
-    return int(raw)
+    value = strict_int(raw, 1, MAX_LIMIT)
+    if value is None:
+        shown = raw if len(raw) <= 40 else raw[:40] + "…"
+        raise BadRequest("limit", f"limit must be a whole number from 1 to {MAX_LIMIT}, got {shown!r}")
+    return value
 
 
 def bool_param(event: Event, name: str, default: bool) -> bool:
@@ -328,6 +343,11 @@ def answering(handler: Callable[[Event], Any]) -> Handler:
             return json_response(400, {"message": exc.message, "param": exc.param}, NO_STORE)
         except NotFound as exc:
             return json_response(404, {"message": str(exc)}, NO_STORE)
+        except Exception as exc:
+            if not (database.is_database_error(exc) or isinstance(exc, database.DatabaseConfigError)):
+                raise
+            logger.warning("viewer: database unavailable", exc_info=exc)  # the details name hosts and ports
+            return json_response(503, {"message": "database unavailable"}, {**NO_STORE, "retry-after": "5"})
 
     handle.__name__ = handler.__name__
     handle.__doc__ = handler.__doc__

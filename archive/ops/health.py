@@ -13,11 +13,15 @@ Each check answers a `Check` naming what it found or why it failed. Only the `RE
 rendering itself reads (the database for colour sets, the bucket for every picture), make the image
 API unready (503); the ingest queue's are the archive's health, reported in the same body as warnings
 for whoever watches it, since a dead letter of an upload does not stop a single render.
+The route is public, so a failure is named by what failed and the kind of error only (`database
+unavailable (OperationalError)`, `NoSuchBucket`): the exception's text names hosts, ports, users and
+endpoints, and goes to the log with its traceback instead.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +29,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import ClientError
 from sqlalchemy import text
 
 from archive.aws import client
@@ -33,6 +38,7 @@ from archive.ops.queues import queue_attributes
 from archive.settings import get_settings
 
 DEADLINE_SECONDS = 5.0
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,15 @@ READINESS_CHECKS: Mapping[str, Callable[[], tuple[str, dict[str, Any]]]] = {
 }
 
 
+def public_reason(name: str, exc: BaseException) -> str:
+    """Why a check failed, fit for a public answer: the AWS error code or the exception's kind, never
+    its message (which names hosts, ports, users and endpoints)."""
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", "")) or "ClientError"
+        return f"{name.replace('_', ' ')} unavailable ({code[:60]})"
+    return f"{name.replace('_', ' ')} unavailable ({type(exc).__name__})"
+
+
 def _timed(name: str, probe: Callable[[], tuple[str, dict[str, Any]]]) -> Check:
     started = time.perf_counter()
     try:
@@ -102,7 +117,8 @@ def _timed(name: str, probe: Callable[[], tuple[str, dict[str, Any]]]) -> Check:
     except NotReady as exc:
         ok, detail, values = False, str(exc), {}
     except Exception as exc:  # noqa: BLE001 - any failure to ask is the answer: not ready, and why
-        ok, detail, values = False, f"{type(exc).__name__}: {exc}"[:500], {}
+        logger.warning("readiness check %s failed", name, exc_info=exc)
+        ok, detail, values = False, public_reason(name, exc), {}
     return Check(name, ok, detail, (time.perf_counter() - started) * 1000, values)
 
 

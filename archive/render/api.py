@@ -22,7 +22,10 @@ that missed together both render, but only the first write lands and the other a
 object already there, so the cached object never changes under a link already handed out.
 
 Failures come out as `RenderError`s with their HTTP status: 404 unknown exposure or missing source,
-413 over a budget, 422 unrenderable data, 429 AWS throttling us, 502/504 AWS or database trouble.
+413 over a budget (checked from listings and headers before any data is read), 422 unrenderable data
+(whatever a source's bytes make the decoders raise, naming the file: `blamed_on`), 429 AWS throttling
+us, 502/504 AWS or database trouble, 504 a render past its deadline (RENDER_DEADLINE_SECONDS, checked
+between bands, tiles and chunks: nothing runs on after the answer).
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ import datetime as dt
 import io
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
@@ -48,6 +52,7 @@ from archive.render.params import (
     NotFound,
     RenderError,
     RenderParams,
+    RenderTimeout,
     SourceRef,
     Throttled,
     TooLarge,
@@ -153,8 +158,17 @@ def find_sources(bucket: str, base_filename: str, pinned_name: ParsedName | None
         ref, is_fits = choose(files, params, lambda found: dimensions(bucket, found), base_filename)
         sources = (ref,)
     for ref in sources:
-        check_bytes(ref, settings.render_max_source_bytes)
+        check_bytes(ref, source_budget(is_fits, settings))
     return sources, is_fits
+
+
+def source_budget(is_fits: bool, settings: Settings) -> int:
+    """Bytes a source may have. FITS is streamed (memory is one band whatever its size), so its budget
+    is about time; a JPG is decoded from memory, so it also fits the thumbnails' byte budget
+    (THUMBNAIL_MAX_BYTES), which with the decode budget keeps a render under 300 MiB."""
+    if is_fits:
+        return settings.render_max_source_bytes
+    return min(settings.render_max_source_bytes, settings.thumbnail_max_bytes)
 
 
 def cached_size(bucket: str, key: str) -> tuple[int, int] | None:
@@ -172,24 +186,77 @@ def cached_size(bucket: str, key: str) -> tuple[int, int] | None:
         return None  # written by something else: render it again over it
 
 
+def deadline(filename: str, end: float, seconds: float) -> Callable[[], None]:
+    """The checkpoint the reduction calls between bands, tiles and chunks: past `end` (monotonic; the
+    render started `seconds` before it) it stops the work with a 504 naming the source. Steps that
+    cannot be interrupted (a tile, a bzip2 block, a JPEG decode) are bounded by the budgets instead."""
+
+    def check() -> None:
+        if time.monotonic() > end:
+            raise RenderTimeout(f"rendering {filename} took longer than the {seconds:g} s allowed "
+                                "(RENDER_DEADLINE_SECONDS); try a smaller source (source=small)",
+                                filename=filename)
+
+    return check
+
+
+@contextlib.contextmanager
+def blamed_on(filename: str) -> Iterator[None]:
+    """Whatever a source's bytes make the decoders raise, as a 413/422 naming the file. AWS and database
+    failures and the API's own answers pass through; an unexpected exception is logged with its
+    traceback (it may be a bug of ours) and answered 422: it came from this file's data."""
+    try:
+        yield
+    except (TooLarge, Unrenderable) as exc:
+        if "filename" in exc.details:
+            raise
+        raise type(exc)(f"{filename}: {exc.message}", **exc.details, filename=filename) from exc
+    except RenderError:
+        raise
+    except errors.TooLarge as exc:
+        raise TooLarge(f"{filename}: {exc.reason}", filename=filename) from exc
+    except errors.Unreadable as exc:
+        raise Unrenderable(f"{filename} cannot be rendered: {exc.reason}", filename=filename) from exc
+    except (ValueError, TypeError, OverflowError, ArithmeticError, IndexError, KeyError) as exc:
+        if is_upstream(exc):
+            raise
+        logger.exception("unexpected error decoding a source", extra={"filename": filename})
+        raise Unrenderable(f"{filename} cannot be rendered: {type(exc).__name__}", filename=filename) from exc
+
+
 def render_picture(bucket: str, sources: tuple[SourceRef, ...], is_fits: bool, params: RenderParams,
                    settings: Settings) -> bytes:
     s3 = client("s3")
     if not is_fits:
-        data = s3.get_object(Bucket=bucket, Key=sources[0].key)["Body"].read()
-        picture = render_image.jpg_picture(data, params, settings.render_max_pixels)
+        ref = sources[0]
+        with blamed_on(ref.filename):
+            # At most its budget (check_bytes saw its listed size; a larger body is not read past it).
+            data = s3.get_object(Bucket=bucket, Key=ref.key)["Body"].read(source_budget(False, settings) + 1)
+            if len(data) > source_budget(False, settings):
+                raise TooLarge(f"{ref.filename} is larger than the budget of {source_budget(False, settings)} bytes",
+                               filename=ref.filename)
+            picture = render_image.jpg_picture(data, params, settings.render_max_pixels)
         return render_image.finish(picture, params)
     frames = []
+    end = time.monotonic() + settings.render_deadline_seconds
     for ref in sources:
         body = s3.get_object(Bucket=bucket, Key=ref.key)["Body"]
         ext = ref.filename.split(".", 1)[1]
         try:
-            frames.append(reduce_fits(body, ext, lambda w, h: fit_size(w, h, *params.box),
-                                      max_pixels=settings.render_max_pixels,
-                                      header_limit=settings.fits_header_max_bytes))
+            with blamed_on(ref.filename):
+                frames.append(reduce_fits(body, ext, lambda w, h: fit_size(w, h, *params.box),
+                                          max_pixels=settings.render_max_pixels,
+                                          header_limit=settings.fits_header_max_bytes,
+                                          max_axis=settings.render_max_axis,
+                                          max_data_bytes=settings.render_max_data_bytes,
+                                          max_tile_bytes=settings.render_max_tile_bytes,
+                                          source_bytes=ref.size,
+                                          checkpoint=deadline(ref.filename, end, settings.render_deadline_seconds)))
         finally:
             body.close()
-    return render_image.finish(render_image.fits_picture(frames, params), params)
+    with blamed_on(", ".join(ref.filename for ref in sources)):
+        picture = render_image.fits_picture(frames, params)
+    return render_image.finish(picture, params)
 
 
 def lost_the_race(exc: ClientError) -> bool:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -125,6 +126,12 @@ class UpstreamTimeout(RenderError, TemporaryError):
     http_status = 504
 
 
+class RenderTimeout(RenderError, TemporaryError):
+    """The render passed its deadline (RENDER_DEADLINE_SECONDS) and was stopped; 504 naming the source."""
+
+    http_status = 504
+
+
 @dataclass(frozen=True)
 class RenderParams:
     width: int = 200
@@ -164,6 +171,15 @@ class RenderParams:
         return options
 
 
+INTEGER = re.compile(r"[+-]?[0-9]{1,9}")  # a sign at most once, ASCII digits, short enough to parse at once
+NUMBER_MAX_CHARS = 32
+
+
+def _shown(raw: str) -> str:
+    """A parameter's value as quoted back in a message: cut short, so a 5,000-digit value is no 5 kB answer."""
+    return repr(raw if len(raw) <= 40 else raw[:40] + "…")
+
+
 def fitted(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
     """`archive.formats.jpeg.fit_size` (kept here so this module needs only the standard library)."""
     width, height = size
@@ -177,8 +193,8 @@ def fitted(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
 
 def _integer(name: str, raw: str, low: int, high: int) -> int:
     text = raw.strip()
-    if not (text.isascii() and text.lstrip("+-").isdigit()):
-        raise BadParameter(name, f"{name} must be a whole number from {low} to {high}, got {raw!r}")
+    if not INTEGER.fullmatch(text):
+        raise BadParameter(name, f"{name} must be a whole number from {low} to {high}, got {_shown(raw)}")
     value = int(text)
     if not low <= value <= high:
         raise BadParameter(name, f"{name} must be from {low} to {high}, got {value}")
@@ -189,24 +205,28 @@ def _boolean(name: str, raw: str) -> bool:
     try:
         return BOOLEANS[raw.strip().lower()]
     except KeyError:
-        raise BadParameter(name, f"{name} must be one of true/false/1/0/yes/no, got {raw!r}") from None
+        raise BadParameter(name, f"{name} must be one of true/false/1/0/yes/no, got {_shown(raw)}") from None
 
 
 def _choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
     value = raw.strip().lower()
     if value not in choices:
-        raise BadParameter(name, f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+        raise BadParameter(name, f"{name} must be one of {', '.join(choices)}, got {_shown(raw)}")
     return value
 
 
 def _percentile(raw: str) -> float:
     low, high = PERCENTILE_RANGE
+    text = raw.strip()
     try:
-        value = float(raw.strip())
+        if len(text) > NUMBER_MAX_CHARS or not text.isascii() or "_" in text:
+            raise ValueError(text)
+        value = float(text)
     except ValueError:
-        raise BadParameter("percentile", f"percentile must be a number from {low:g} to {high:g}, got {raw!r}") from None
+        raise BadParameter("percentile", f"percentile must be a number from {low:g} to {high:g}, "
+                                         f"got {_shown(raw)}") from None
     if not math.isfinite(value) or not low <= value <= high:
-        raise BadParameter("percentile", f"percentile must be from {low:g} to {high:g}, got {raw!r}")
+        raise BadParameter("percentile", f"percentile must be from {low:g} to {high:g}, got {_shown(raw)}")
     return snap_percentile(value)
 
 
@@ -274,7 +294,7 @@ def parse_params(query: Mapping[str, str] | None) -> RenderParams:
     query = dict(query or {})
     for name in sorted(query):
         if name not in KNOWN:
-            raise BadParameter(name, f"unknown parameter {name!r}; known: {', '.join(KNOWN)}")
+            raise BadParameter(name[:40], f"unknown parameter {_shown(name)}; known: {', '.join(KNOWN)}")
     values: dict[str, Any] = {name: parse(query[name]) for name, parse in _PARSERS.items() if name in query}
     values["channels"] = _channels(query, bool(values.get("color")))
     # Only a value other than the default asks for FITS data: `?stretch=zscale` is what a JPG source

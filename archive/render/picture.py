@@ -25,7 +25,7 @@ from pathlib import Path
 from archive import lazy
 from archive.formats.fits_data import Reduced
 from archive.formats.jpeg import JpegError, decode_jpeg, encode_jpeg, fit_size
-from archive.render.params import RenderParams, Unrenderable
+from archive.render.params import RenderParams, TooLarge, Unrenderable
 from archive.render.stretch import NoFiniteData, stretch
 
 LABEL_MIN_PX = 7
@@ -97,6 +97,8 @@ def jpg_picture(data: bytes, params: RenderParams, max_pixels: int) -> lazy.Imag
     try:
         return decode_jpeg(data, lambda w, h: fit_size(w, h, *params.box), max_pixels=max_pixels)
     except JpegError as exc:
+        if exc.over_budget:
+            raise TooLarge(f"the JPG is over a budget: {exc.reason}") from exc
         raise Unrenderable(f"the JPG cannot be rendered: {exc.reason}") from exc
 
 

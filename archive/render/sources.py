@@ -9,10 +9,10 @@ file's ETag (part of the cache key) and size (checked against the byte budget be
   only ever scaled down): the medium JPG when it fills and no FITS-only option is set to something
   other than its default, else the small FITS when it fills, else the large FITS when it fills; when
   none does, the largest there is (the JPG first among equals: it is the cheapest to draw). Sizes come
-  from headers, never from decoding: the JPEG's frame header (a 64 kB ranged GET) and the FITS
-  header (archive.formats.fits_header: ranged GETs of its first blocks), each remembered per ETag and
-  read only when the choice needs it (a JPG that fills spares the FITS headers, a small FITS that
-  fills spares the large one's).
+  from headers, never from decoding: the JPEG's frame header (a 64 kB ranged GET, a few more when
+  metadata comes first; never the whole file) and the FITS header (archive.formats.fits_header:
+  ranged GETs of its first blocks), each remembered per ETag and read only when the choice needs it
+  (a JPG that fills spares the FITS headers, a small FITS that fills spares the large one's).
 - A full filename (`…-EX10.fits`) pins that one file.
 
 Colour (`color=true`) needs a red, a green and a blue frame: the three base filenames the request names
@@ -46,6 +46,7 @@ MEDIUM_JPG = ("10", "13")
 SMALL_FITS = ("10", "13")
 LARGE_FITS = ("00", "01")
 JPEG_HEAD_BYTES = 64 * 1024
+JPEG_MORE_RANGES = 4  # ranged GETs after the first, following metadata segments to the frame header
 GROUP_KEYWORDS = ("SMARTSTK", "REQNUM")
 NOT_A_GROUP = {"", "no", "none", "0", "false", "n/a"}
 COLOURS = ("red", "green", "blue")
@@ -110,11 +111,18 @@ def jpeg_size(head: bytes) -> tuple[int, int] | None:
     """(width, height) from a JPEG's frame header in its first bytes, or None if not found there."""
     if not head.startswith(b"\xff\xd8"):
         return None
-    i = 2
-    while i + 4 <= len(head):
-        if head[i] != 0xFF:
+    found = _frame_or_next(head, 2, 0)
+    return found if isinstance(found, tuple) else None
+
+
+def _frame_or_next(window: bytes, i: int, base: int) -> tuple[int, int] | int | None:
+    """Walk the marker segments of `window` (the file's bytes from offset `base`) from index `i`:
+    (width, height) from the frame header, else the file offset of the first segment past the window
+    (to read next), else None (not a JPEG's marker sequence)."""
+    while i + 4 <= len(window):
+        if window[i] != 0xFF:
             return None
-        marker = head[i + 1]
+        marker = window[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
             continue
@@ -122,21 +130,32 @@ def jpeg_size(head: bytes) -> tuple[int, int] | None:
             i += 2
             continue
         if marker in _SOF:
-            if i + 9 > len(head):
-                return None
-            return int.from_bytes(head[i + 7:i + 9], "big"), int.from_bytes(head[i + 5:i + 7], "big")
-        i += 2 + int.from_bytes(head[i + 2:i + 4], "big")
-    return None
+            if i + 9 > len(window):
+                return base + i
+            return int.from_bytes(window[i + 7:i + 9], "big"), int.from_bytes(window[i + 5:i + 7], "big")
+        if marker == 0xDA:  # a scan before any frame header
+            return None
+        i += 2 + int.from_bytes(window[i + 2:i + 4], "big")
+    return base + i
 
 
 @lru_cache(maxsize=4096)
 def _jpeg_size_of(bucket: str, key: str, etag: str) -> tuple[int, int] | None:
+    """The frame header's size from ranged GETs only: the first JPEG_HEAD_BYTES, then, when metadata
+    pushes the frame header further, a few more small ranges at the segments' offsets. Never the whole
+    file: a JPG whose frame header is not found that way counts as of unknown size."""
     s3 = client("s3")
-    head = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{JPEG_HEAD_BYTES - 1}")["Body"].read()
-    size = jpeg_size(head)
-    if size is None and len(head) >= JPEG_HEAD_BYTES:  # a frame header behind a big EXIF block
-        size = jpeg_size(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    return size
+    head = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{JPEG_HEAD_BYTES - 1}")["Body"].read(JPEG_HEAD_BYTES)
+    if not head.startswith(b"\xff\xd8"):
+        return None
+    found, window = _frame_or_next(head, 2, 0), head
+    for _ in range(JPEG_MORE_RANGES):
+        if not isinstance(found, int) or len(window) < JPEG_HEAD_BYTES:
+            break  # found, not a JPEG, or the file ended before the frame header
+        window = s3.get_object(Bucket=bucket, Key=key,
+                               Range=f"bytes={found}-{found + JPEG_HEAD_BYTES - 1}")["Body"].read(JPEG_HEAD_BYTES)
+        found = _frame_or_next(window, 0, found)
+    return found if isinstance(found, tuple) else None
 
 
 def jpeg_dimensions(bucket: str, ref: SourceRef) -> tuple[int, int] | None:

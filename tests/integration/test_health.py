@@ -49,7 +49,9 @@ def test_an_unreachable_database_makes_it_unready_naming_the_database(aws_stack,
     settings_env(DATABASE_URL="postgresql+psycopg2://nobody@127.0.0.1:1/none")
     status, _, body = call("GET /health/ready", "/health/ready")
     assert status == 503 and body["failing"] == ["database"]
-    assert "OperationalError" in body["checks"]["database"]["detail"]
+    assert body["checks"]["database"]["detail"] == "database unavailable (OperationalError)"
+    text = json.dumps(body)
+    assert "127.0.0.1" not in text and "nobody" not in text and ":1/" not in text and "port" not in text
 
 
 def test_a_missing_bucket_fails_and_a_missing_queue_is_named_as_a_warning(aws_stack, database, settings_env):
@@ -57,12 +59,21 @@ def test_a_missing_bucket_fails_and_a_missing_queue_is_named_as_a_warning(aws_st
     status, _, body = call("GET /health/ready", "/health/ready")
     assert status == 503 and body["failing"] == ["bucket"]
     assert body["warnings"] == ["ingest_queue", "dead_letters"]
+    assert body["checks"]["bucket"]["detail"] in ("bucket unavailable (404)", "bucket unavailable (NoSuchBucket)")
 
 
 def test_a_missing_ingest_queue_alone_leaves_the_image_api_ready(aws_stack, database, settings_env):
     settings_env(INGEST_QUEUE_NAME="no-such-queue")
     status, _, body = call("GET /health/ready", "/health/ready")
     assert status == 200 and body["warnings"] == ["ingest_queue", "dead_letters"]
+
+
+def test_an_unreachable_endpoint_is_named_without_its_address(aws_stack, database, settings_env):
+    settings_env(AWS_ENDPOINT_URL="http://127.0.0.1:9")  # nothing listens on the discard port
+    status, _, body = call("GET /health/ready", "/health/ready")
+    assert status == 503 and "bucket" in body["failing"]
+    assert body["checks"]["bucket"]["detail"] == "bucket unavailable (EndpointConnectionError)"
+    assert "127.0.0.1" not in json.dumps(body)
 
 
 def test_a_check_that_does_not_answer_in_time_fails_at_the_deadline():

@@ -79,6 +79,11 @@ def test_a_small_last_stream_arriving_with_the_previous_one_is_not_lost():
     assert joined(streams, workers=1) == b"firstsecond"
 
 
+def test_a_block_of_long_runs_is_decoded_sequentially_a_bounded_chunk_at_a_time():
+    data = bz2.compress(bytes(40 << 20), 9) * 3  # three one-block streams of 40 MiB of zeros each
+    chunks = list(decompress(data, workers=2))
+    assert sum(len(c) for c in chunks) == 3 * (40 << 20) and all(c.count(0) == len(c) for c in chunks[:3])
+    assert max(len(c) for c in chunks) <= 1 << 20  # never a whole block's 40 MiB at once
 @pytest.fixture
 def small_units(monkeypatch):
     """Units of ~100 kB, so the test data makes several (real files: 2 MB)."""
