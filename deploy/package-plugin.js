@@ -74,9 +74,28 @@ class PackagePlugin {
     const template = this.serverless.service.provider.compiledCloudFormationTemplate;
     const roleId = this.serverless.getProvider('aws').naming.getRoleLogicalId();
     if (!template.Resources[roleId]) return;
+    this.pointMappingsAtFunctionRoles(template, roleId);
     const rest = { ...template, Resources: { ...template.Resources } };
     delete rest.Resources[roleId];
     if (!JSON.stringify(rest).includes(`"${roleId}"`)) delete template.Resources[roleId];
+  }
+
+  // serverless-iam-roles-per-function moves an event source mapping's DependsOn from the shared role to
+  // the function's own role only when the mapping names the function with Fn::GetAtt. With SnapStart
+  // the mapping names the alias (Fn::Join of the function's Arn and `snapstart`), and its DependsOn
+  // would keep the shared role in the template: move it here, to the role the function really uses.
+  pointMappingsAtFunctionRoles(template, roleId) {
+    for (const mapping of Object.values(template.Resources)) {
+      if (mapping.Type !== 'AWS::Lambda::EventSourceMapping' || !mapping.DependsOn) continue;
+      const name = mapping.Properties.FunctionName || {};
+      const parts = name['Fn::Join'] ? name['Fn::Join'][1] : [name];
+      const getAtt = parts.map((part) => part && part['Fn::GetAtt']).find(Boolean);
+      const role = getAtt && template.Resources[getAtt[0]] && template.Resources[getAtt[0]].Properties.Role;
+      const own = role && role['Fn::GetAtt'] && role['Fn::GetAtt'][0];
+      if (!own) continue;
+      const dependsOn = [].concat(mapping.DependsOn).map((id) => (id === roleId ? own : id));
+      mapping.DependsOn = [...new Set(dependsOn)];
+    }
   }
 }
 

@@ -15,12 +15,17 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from archive import database
+from archive import database, snapstart
 from archive.errors import RetryableError
 from archive.ingest import datastream
 from archive.ingest.pipeline import Outcome, ingest_upload
+from archive.ingest.thumbnails import rehearse
 from handlers.observability import logger, start_invocation
 from handlers.s3_events import EventError, is_sqs_batch, uploads_in
+
+# With SnapStart: Pillow imported and a thumbnail made before the snapshot; clients, engines and random
+# seeds renewed after each restore (archive/snapstart.py). Without it, nothing happens at init.
+snapstart.install(rehearse)
 
 
 def _record_handler(record: SQSRecord) -> list[Outcome]:

@@ -75,7 +75,7 @@ class StackOptions:
     state_dir: Path = Path(".archive")
     database_name: str = "archive"  # database in the embedded cluster, or the SQLite file's stem
     fresh_database: bool = False  # drop and recreate the embedded database (never a DATABASE_URL one)
-    max_receive_count: int = 5  # serverless.yml ingestMaxReceiveCount
+    max_receive_count: int | None = None  # None: serverless.yml's ingestMaxReceiveCount
     retry_delay_seconds: int = 1
     sweep_interval: float = 1.0
     settings_env: dict[str, str] = field(default_factory=dict)  # e.g. SITE_EXPIRY_SECONDS, LOG_LEVEL

@@ -10,8 +10,8 @@ What it reproduces from AWS (the event source mapping with ReportBatchItemFailur
 
 One deliberate difference: a failed message is made visible again after `retry_delay_seconds`
 (ChangeMessageVisibility) instead of the queue's full visibility timeout, so a local retry takes a
-second, not 30. The handler is called from one thread at a time, as one Lambda instance runs one
-invocation at a time.
+second, not the 720 s the queue has (as deployed). The handler is called from one thread at a time, as
+one Lambda instance runs one invocation at a time.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ between bands, tiles and chunks: nothing runs on after the answer).
 
 from __future__ import annotations
 
+import bz2
 import contextlib
 import datetime as dt
 import io
@@ -334,3 +335,22 @@ def render_request(target: str, query: Mapping[str, str] | None, now: dt.datetim
         url, expires_at = presigned_get(bucket, key, settings.render_url_seconds,
                                         settings.render_assumed_credential_seconds, now)
     return Rendered(key, url, expires_at, size[0], size[1], cached, params.image)
+
+
+def rehearse() -> None:
+    """A tiny frame rendered in memory through the real code, touching no AWS and no database: as plain,
+    .bz2 and .fz FITS, as a colour composite, and as a JPG source. The first use of numpy, astropy's FITS
+    reader, Pillow's codecs and the label font happens here, before a SnapStart snapshot
+    (archive/snapstart.py), instead of in the first request."""
+    np, fits = lazy.np, lazy.fits
+    params = RenderParams(width=32, height=32, label="warm-up")
+    frame = np.linspace(0, 1000, 64 * 48, dtype=np.float32).reshape(48, 64)
+    plain, packed = io.BytesIO(), io.BytesIO()
+    fits.PrimaryHDU(frame).writeto(plain)
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(frame, compression_type="RICE_1")]).writeto(packed)
+    sources = {"fits": plain.getvalue(), "fits.bz2": bz2.compress(plain.getvalue()), "fits.fz": packed.getvalue()}
+    reduced = [reduce_fits(io.BytesIO(data), ext, lambda w, h: fit_size(w, h, *params.box), max_pixels=10**6,
+                           header_limit=2880 * 10, bz2_workers=1) for ext, data in sources.items()]
+    jpg = render_image.finish(render_image.fits_picture(reduced[:1], params), params)
+    render_image.finish(render_image.fits_picture(reduced, params), params)
+    render_image.finish(render_image.jpg_picture(jpg, params, 10**6), params)

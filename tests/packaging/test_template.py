@@ -113,14 +113,28 @@ def resources_of(template: dict, kind: str) -> dict[str, dict]:
     return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
 
 
-def refers_to(value: Any, logical_id: str) -> bool:
+def refers_to(value: Any, logical_id: str, template: dict | None = None) -> bool:
+    """`value` names the resource (Ref or GetAtt); with the template, an alias or a version of the
+    function counts as the function (SnapStart's event sources invoke the alias)."""
     text = render(value)
-    return text in (f"Ref:{logical_id}",) or text.startswith(f"GetAtt:{logical_id}.")
+    if text in (f"Ref:{logical_id}",) or text.startswith(f"GetAtt:{logical_id}."):
+        return True
+    target = template["Resources"].get(text.split(":", 1)[-1].split(".")[0]) if template else None
+    if target and target["Type"] in ("AWS::Lambda::Alias", "AWS::Lambda::Version"):
+        return refers_to(target["Properties"]["FunctionName"], logical_id, template)
+    return False
+
+
+def function_of(template: dict, value: Any) -> str:
+    """The function logical id a FunctionName/IntegrationUri names, through an alias or a version."""
+    found = [name for name in resources_of(template, "AWS::Lambda::Function") if refers_to(value, name, template)]
+    assert len(found) == 1, (value, found)
+    return found[0]
 
 
 def invoked_only_by_api_gateway(template: dict, function_id: str) -> bool:
     permissions = [p["Properties"] for p in resources_of(template, "AWS::Lambda::Permission").values()
-                   if refers_to(p["Properties"].get("FunctionName"), function_id)]
+                   if refers_to(p["Properties"].get("FunctionName"), function_id, template)]
     return bool(permissions) and all(p.get("Principal") == "apigateway.amazonaws.com" for p in permissions)
 
 
@@ -129,14 +143,14 @@ def dead_letter_problems(template: dict, function_id: str) -> list[str]:
     function = template["Resources"][function_id]["Properties"]
     mappings = [
         m["Properties"] for m in resources_of(template, "AWS::Lambda::EventSourceMapping").values()
-        if refers_to(m["Properties"].get("FunctionName"), function_id)
+        if refers_to(m["Properties"].get("FunctionName"), function_id, template)
     ]
     if not mappings and invoked_only_by_api_gateway(template, function_id):
         return []  # synchronous: the caller receives the error, nothing is left to retry
     if not mappings:
         invoke_configs = [
             c["Properties"] for c in resources_of(template, "AWS::Lambda::EventInvokeConfig").values()
-            if refers_to(c["Properties"].get("FunctionName"), function_id)
+            if refers_to(c["Properties"].get("FunctionName"), function_id, template)
         ]
         if function.get("DeadLetterConfig") or any(
             (c.get("DestinationConfig") or {}).get("OnFailure") for c in invoke_configs
@@ -234,6 +248,18 @@ def test_a_function_without_a_dead_letter_path_is_flagged():
     assert dead_letter_problems(behind_api, "Fn") != [], "an asynchronous trigger needs a dead-letter path"
 
 
+def test_an_alias_or_a_version_counts_as_its_function():
+    template = _mini_template(None)
+    template["Resources"]["Version"] = {"Type": "AWS::Lambda::Version",
+                                        "Properties": {"FunctionName": {"Ref": "Fn"}}}
+    template["Resources"]["Alias"] = {"Type": "AWS::Lambda::Alias", "Properties": {
+        "FunctionName": {"Ref": "Fn"}, "FunctionVersion": {"Fn::GetAtt": ["Version", "Version"]}}}
+    assert refers_to({"Ref": "Alias"}, "Fn", template) and refers_to({"Ref": "Version"}, "Fn", template)
+    assert not refers_to({"Ref": "Alias"}, "Fn"), "without the template only the function itself counts"
+    assert not refers_to({"Ref": "Q"}, "Fn", template)
+    assert function_of(template, {"Ref": "Alias"}) == "Fn"
+
+
 def test_every_listed_environment_variable_changes_the_settings():
     """ENVIRONMENT is what the template must set: each name in it is really read by load_settings."""
     samples = {"EXPIRING_DATA_TYPES": "XX=1", "SITE_EXPIRY_SECONDS": "abc=2", "CORS_ORIGINS": "https://a.example"}
@@ -305,14 +331,14 @@ def test_sqs_visibility_timeout_outlasts_the_function(template, functions):
         source = render(mapping["Properties"]["EventSourceArn"])
         if source.endswith(".Arn"):
             queue = template["Resources"][source.removeprefix("GetAtt:").split(".")[0]]["Properties"]
-            function_id = render(mapping["Properties"]["FunctionName"]).removeprefix("GetAtt:").split(".")[0]
+            function_id = function_of(template, mapping["Properties"]["FunctionName"])
             assert int(queue["VisibilityTimeout"]) >= 6 * int(functions[function_id]["Properties"]["Timeout"])
 
 
 def test_expire_sees_only_ttl_removals(template, functions):
     expire_id = next(k for k, f in functions.items() if f["Properties"]["Handler"] == "handlers/expire.handler")
     mapping = next(m["Properties"] for m in resources_of(template, "AWS::Lambda::EventSourceMapping").values()
-                   if refers_to(m["Properties"]["FunctionName"], expire_id))
+                   if refers_to(m["Properties"]["FunctionName"], expire_id, template))
     patterns = [json.loads(f["Pattern"]) for f in mapping["FilterCriteria"]["Filters"]]
     assert patterns == [{"eventName": ["REMOVE"],
                          "userIdentity": {"type": ["Service"], "principalId": ["dynamodb.amazonaws.com"]}}]
@@ -429,7 +455,7 @@ def test_the_http_api_routes_what_the_render_handler_dispatches(template, functi
     integrations = resources_of(template, "AWS::ApiGatewayV2::Integration")
     for integration in integrations.values():
         props = integration["Properties"]
-        assert refers_to(props["IntegrationUri"], function_id) and props["PayloadFormatVersion"] == "2.0"
+        assert refers_to(props["IntegrationUri"], function_id, template) and props["PayloadFormatVersion"] == "2.0"
 
 
 def test_the_http_api_answers_cors_as_the_handler_does_for_the_functions_origins(template, functions):
@@ -465,3 +491,35 @@ def test_the_render_role_writes_only_rendered_pictures(template, functions):
               for a in as_list(s["Action"]) if a.startswith("s3:") and is_write(a)
               for r in as_list(s["Resource"])]
     assert writes == [("s3:PutObject", f"arn:aws:s3:::{bucket}/thumbnails/*")]
+
+
+SNAPSTART_HANDLERS = {"handlers/ingest.handler", "handlers/render.handler"}
+
+
+def invokers_of(template: dict, function_id: str) -> list[str]:
+    """Everything that invokes the function: event source mappings, invoke permissions, API integrations."""
+    where = {"AWS::Lambda::EventSourceMapping": "FunctionName", "AWS::Lambda::Permission": "FunctionName",
+             "AWS::ApiGatewayV2::Integration": "IntegrationUri"}
+    found = [r["Properties"][key] for kind, key in where.items() for r in resources_of(template, kind).values()]
+    return [render(value) for value in found if refers_to(value, function_id, template)]
+
+
+def test_snapstart_functions_are_invoked_only_through_the_alias_of_their_published_version(template, functions):
+    """SnapStart snapshots published versions only: an event source or route that invoked the bare
+    function ($LATEST) would get ordinary cold starts. The expire function runs without it."""
+    for function_id, function in functions.items():
+        on = function["Properties"]["Handler"] in SNAPSTART_HANDLERS
+        assert (function["Properties"].get("SnapStart") == {"ApplyOn": "PublishedVersions"}) == on, function_id
+        aliases = {name: a["Properties"] for name, a in resources_of(template, "AWS::Lambda::Alias").items()
+                   if refers_to(a["Properties"]["FunctionName"], function_id)}
+        if not on:
+            assert aliases == {}, function_id
+            continue
+        ((alias_id, alias),) = aliases.items()
+        version_id = render(alias["FunctionVersion"]).removeprefix("GetAtt:").removesuffix(".Version")
+        version = template["Resources"][version_id]
+        assert version["Type"] == "AWS::Lambda::Version" and refers_to(version["Properties"]["FunctionName"],
+                                                                        function_id), alias_id
+        invokers = invokers_of(template, function_id)
+        assert invokers, function_id
+        assert set(invokers) == {f"GetAtt:{function_id}.Arn:{alias['Name']}"}, (function_id, invokers)
