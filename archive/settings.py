@@ -92,6 +92,9 @@ class Settings:
     render_max_data_bytes: int = 1024 * 1024 * 1024
     render_max_tile_bytes: int = 64 * 1024 * 1024
     render_deadline_seconds: int = 24
+    # The Lambda's memory setting (set by the Lambda runtime): CPU is given in proportion to it, which
+    # decides how many threads decode bzip2 (archive/formats/bz2_blocks.py). None outside Lambda.
+    lambda_memory_mb: int | None = None
     # Dead letters of the ingest queue above this are reported as a warning by /health/ready.
     ready_max_dead_letters: int = 0
     # Origins whose pages may read the image API's answers (CORS); serverless.yml's `corsOrigins`.
@@ -149,6 +152,7 @@ _INTEGER = {
     "render_max_data_bytes": "RENDER_MAX_DATA_BYTES",
     "render_max_tile_bytes": "RENDER_MAX_TILE_BYTES",
     "render_deadline_seconds": "RENDER_DEADLINE_SECONDS",
+    "lambda_memory_mb": "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
 }
 # Names that embed the stage when not set explicitly.
 _PER_STAGE = {

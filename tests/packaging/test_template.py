@@ -46,7 +46,7 @@ RENDER_BUDGET = 140 * 2**20  # and so under the issue's 150 MB (decimal) for the
 HTTP_API_TIMEOUT_MS = 30_000
 
 # Provided by the Lambda runtime, or never to be set there (ARCHIVE_METRICS_LOG: the local stack's file).
-RUNTIME_PROVIDED = {"AWS_REGION", "AWS_DEFAULT_REGION"}
+RUNTIME_PROVIDED = {"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"}
 FORBIDDEN_IN_LAMBDA = {"DATABASE_URL", "AWS_ENDPOINT_URL", "ARCHIVE_METRICS_LOG"}
 
 READ_VERBS = ("Get", "List", "Describe", "Head", "Query", "Scan", "BatchGet", "Receive", "Select", "Decrypt")
