@@ -113,11 +113,19 @@ class Settings:
     render_max_data_bytes: int = _env("RENDER_MAX_DATA_BYTES", 1024 * 1024 * 1024)
     render_max_tile_bytes: int = _env("RENDER_MAX_TILE_BYTES", 64 * 1024 * 1024)
     render_deadline_seconds: int = _env("RENDER_DEADLINE_SECONDS", 24)
+    # The Lambda's memory setting (set by the Lambda runtime): CPU is given in proportion to it, which
+    # decides how many threads decode bzip2 (archive/formats/bz2_blocks.py). None outside Lambda.
+    lambda_memory_mb: int | None = _env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", None)
     # Dead letters of the ingest queue above this are reported as a warning by /health/ready.
     ready_max_dead_letters: int = _env("READY_MAX_DEAD_LETTERS", 0)
     # Origins whose pages may read the image API's answers (CORS); serverless.yml's `corsOrigins`.
     cors_origins: tuple[str, ...] = _origins_env("CORS_ORIGINS", DEFAULT_CORS_ORIGINS)
     log_level: str = _env("LOG_LEVEL", "INFO")
+    # CloudWatch metrics (archive/metrics.py): their namespace, and the `service` dimension and log key.
+    metrics_namespace: str = _env("POWERTOOLS_METRICS_NAMESPACE", "PhotonRanchArchive")
+    service_name: str = _env("POWERTOOLS_SERVICE_NAME", "photonranch-archive")
+    # The local stack only: where it keeps the functions' metric lines for `status` and the viewer.
+    metrics_log: str | None = _env("ARCHIVE_METRICS_LOG", None)
 
     def expiry_seconds(self, site: str, data_type: str) -> int | None:
         """Lifespan of an exposure, or None when its data type does not expire."""
@@ -144,7 +152,7 @@ def _value(env: Mapping[str, str], setting: Field[Any], stage: str) -> Any:
         if "per_stage" in setting.metadata:
             return setting.metadata["per_stage"].format(stage=stage)
         return MISSING
-    if setting.type == "int":
+    if setting.type in ("int", "int | None"):
         return _int(env, name) if env[name].strip() else MISSING
     return env[name]
 

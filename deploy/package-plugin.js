@@ -12,6 +12,8 @@
 // 3. Drop the shared execution role when no function uses it: serverless-iam-roles-per-function gives
 //    each function its own role but leaves the framework's shared one (the union of every event's
 //    permissions) in the template, where nothing needs it and anyone allowed to pass roles could use it.
+// 4. With X-Ray tracing on (the `tracing` param), give each traced function's own role X-Ray's write
+//    actions, which the framework adds to the shared role only.
 
 const path = require('path');
 const { spawnSync } = require('child_process');
@@ -26,7 +28,7 @@ class PackagePlugin {
       'deploy:function:packageFunction': () => this.finishRequirements(),
       'after:package:createDeploymentArtifacts': () => this.finishZips(),
       'after:deploy:function:packageFunction': () => this.finishZips(),
-      'before:package:finalize': () => this.dropUnusedSharedRole(),
+      'before:package:finalize': () => { this.grantTracing(); this.dropUnusedSharedRole(); },
     };
   }
 
@@ -67,6 +69,25 @@ class PackagePlugin {
       for (const relative of own.prune || []) args.push('--prune', relative);
       if (own.maxUnzippedMiB) args.push('--max-unzipped-mib', String(own.maxUnzippedMiB));
       this.run(args, `the ${name} package`);
+    }
+  }
+
+  // With `tracing: true` (a stage param), the framework grants X-Ray's write actions only to its shared
+  // role; Lambda refuses active tracing unless the function's own role may send segments. X-Ray has no
+  // resource-level permissions, hence `*`.
+  grantTracing() {
+    const template = this.serverless.service.provider.compiledCloudFormationTemplate;
+    const functions = Object.values(template.Resources).filter(
+      (r) => r.Type === 'AWS::Lambda::Function' && r.Properties.TracingConfig
+        && r.Properties.TracingConfig.Mode === 'Active');
+    for (const fn of functions) {
+      const roleId = fn.Properties.Role && fn.Properties.Role['Fn::GetAtt'] && fn.Properties.Role['Fn::GetAtt'][0];
+      const role = roleId && template.Resources[roleId];
+      if (!role || !role.Properties.Policies || !role.Properties.Policies.length) continue;
+      const statements = role.Properties.Policies[0].PolicyDocument.Statement;
+      if (statements.some((s) => s.Sid === 'XRayTracing')) continue;
+      statements.push({ Sid: 'XRayTracing', Effect: 'Allow',
+        Action: ['xray:PutTraceSegments', 'xray:PutTelemetryRecords'], Resource: '*' });
     }
   }
 

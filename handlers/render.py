@@ -34,6 +34,7 @@ from archive.render import api as render
 from archive.render import cors
 from archive.render.params import RenderError
 from archive.settings import get_settings
+from handlers.metrics import RenderTimer
 from handlers.observability import logger, start_invocation
 from handlers.responses import NO_STORE, json_response
 
@@ -72,11 +73,14 @@ def robots(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def thumbnail(event: dict[str, Any]) -> dict[str, Any]:
+    """The image request; counted by status class and, when answered, timed by cache hit and source kind."""
+    timer = RenderTimer()
     target = (event.get("pathParameters") or {}).get("base_filename", "").rstrip("/")
     query = event.get("queryStringParameters") or {}
     try:
         result = render.render_request(target, query)
     except RenderError as exc:
+        timer.done(exc.http_status)
         level = logger.warning if exc.http_status >= 500 else logger.info
         level("render refused", extra={"status": exc.http_status, "target": target, "query": query,
                                        "reason": exc.message, "details": exc.details})
@@ -84,10 +88,15 @@ def thumbnail(event: dict[str, Any]) -> dict[str, Any]:
         if "retry_after" in exc.details:
             headers["retry-after"] = str(exc.details["retry_after"])
         return json_response(exc.http_status, exc.payload(), headers)
+    except Exception:
+        timer.done(500)  # the handler answers 500 for it
+        raise
     logger.info("render", extra={"target": target, "key": result.key, "cached": result.cached})
     if result.redirect:
+        timer.done(302, result.cached, result.source)
         return {"statusCode": 302, "headers": {"location": result.url, **NO_STORE}, "body": "",
                 "isBase64Encoded": False}
+    timer.done(200, result.cached, result.source)
     # The link in the answer expires; the stable address a client keeps is this endpoint's.
     return json_response(200, result.as_json(), NO_STORE)
 

@@ -10,9 +10,9 @@ single statistic. The picture we make is a few hundred pixels wide, so we never 
   left stays NaN), so memory is one band plus the reduced image;
 - `.fits`: the object's body is streamed; headers are read by archive.formats.headers (no astropy: a Lambda
   serving JPEG renders or cache hits never imports it);
-- `.fits.bz2`: decompressed on the fly, on every core (archive.formats.bz2_blocks), or on one as it
-  streams in when the object is larger than BZ2_PARALLEL_MAX_BYTES; no step holds more than a chunk of
-  its output, however little input stands for it;
+- `.fits.bz2`: decompressed on the fly, on the CPUs there are to spare (archive.formats.bz2_blocks), or
+  on one as it streams in when the object is larger than BZ2_PARALLEL_MAX_BYTES; no step holds more
+  than a chunk of its output, however little input stands for it;
 - `.fits.fz`: streamed too, its tiles decoded one row of tiles at a time (archive.formats.fz_tiles) into
   bands of the reduction;
 - the image is the primary HDU's, or the first image extension's when the primary has none. A frame
@@ -21,13 +21,21 @@ single statistic. The picture we make is a few hundred pixels wide, so we never 
   header declares more data than the file holds is `Unreadable`, all from its headers before any data
   is read;
 - a band is about BAND_BYTES whatever the frame's shape (a strip 10^5 pixels wide reduced by 500 is
-  summed a few rows at a time), and `checkpoint()` is called between bands: the render's deadline.
+  summed a few rows at a time), and `checkpoint()` is called between bands: the render's deadline;
+- while the bands pass, a sample of the raw pixels (about `SAMPLE_TARGET`, on a grid spread over the
+  whole frame, in physical units, finite and not BLANK) is kept beside the block means: the display
+  statistics (sky level, noise, zscale limits) must come from the data at full resolution, where the
+  noise still dithers the sky, not from the averaged image, where it has been averaged away;
+- blocks of REJECT_FROM_FACTOR×REJECT_FROM_FACTOR pixels and up leave their brightest pixel out of
+  their mean (see BlockMeans): a hot pixel is not a bright dot in a thumbnail.
 
-Only the reduction is done here; the display stretch (archive.render.stretch) runs on the reduced image.
+Only the reduction is done here; the display stretch (archive.render.stretch) runs on the reduced image
+with the statistics of the sample.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -46,6 +54,8 @@ STREAM_CHUNK = 1 << 20
 BAND_BYTES = 8 << 20  # float32 bytes per band of rows
 # A .fits.bz2 up to this size is read whole and decoded on every core; a larger one streams through one.
 BZ2_PARALLEL_MAX_BYTES = 96 << 20
+REJECT_FROM_FACTOR = 3  # blocks this size and up leave their brightest pixel out (BlockMeans)
+SAMPLE_TARGET = 1 << 18  # raw pixels kept for the statistics: 256 Ki, 1 MiB of float32
 DTYPES = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 
 
@@ -273,6 +283,51 @@ def stream_bands(reader: ByteReader, layout: Layout, factor: int,
         yield stored_rows(raw, layout, rows)
 
 
+class PixelSample:
+    """About SAMPLE_TARGET raw pixels of an image fed band by band, in physical units, finite only.
+
+    A grid: every `step`-th row, and in it every `step`-th column from an offset that moves from row
+    to row (a fixed offset would sample the same columns of a column pattern, bad columns included,
+    all the way down). Chosen by position, not value, so the sample is as representative of the sky,
+    the stars and the noise as the frame itself; NaN, ±inf and BLANK pixels are dropped.
+    """
+
+    def __init__(self, layout: Layout, target: int | None = None) -> None:
+        np = lazy.np
+        self.layout = layout
+        target = SAMPLE_TARGET if target is None else target
+        self.step = max(1, math.isqrt(layout.width * layout.height // max(1, target)))
+        self._columns = np.arange(max(1, layout.width // self.step)) * self.step
+        self._seen = 0  # rows received
+        self._parts: list[lazy.np.ndarray] = []
+
+    def add(self, band: lazy.np.ndarray) -> None:
+        np = lazy.np
+        step, first = self.step, self._seen
+        self._seen += band.shape[0]
+        rows = np.arange(-first % step, band.shape[0], step)
+        if not rows.size:
+            return
+        offsets = ((first + rows) // step * 7 + step // 2) % step  # moves by 7 columns a sampled row
+        columns = np.minimum(self._columns[None, :] + offsets[:, None], self.layout.width - 1)
+        values = band[rows[:, None], columns].ravel()
+        if values.dtype.kind in "iu" and self.layout.blank is not None:
+            values = values[values != self.layout.blank]
+        with np.errstate(over="ignore", invalid="ignore"):
+            scaled = values.astype(np.float64)
+            if self.layout.bscale != 1.0:
+                scaled *= self.layout.bscale
+            if self.layout.bzero != 0.0:
+                scaled += self.layout.bzero
+        scaled = scaled[np.isfinite(scaled)]
+        limit = float(np.finfo(np.float32).max)
+        self._parts.append(np.clip(scaled, -limit, limit).astype(np.float32))
+
+    def result(self) -> lazy.np.ndarray:
+        np = lazy.np
+        return np.concatenate(self._parts) if self._parts else np.empty(0, np.float32)
+
+
 class BlockMeans:
     """Averages of `factor`×`factor` blocks of an image fed band by band, in physical units.
 
@@ -285,6 +340,17 @@ class BlockMeans:
     and 64-bit integers, and the scaling is done in float64 on the small reduced image: a finite pixel
     beyond float32's ±3.4e38 (or a BSCALE that takes it there) is clipped to float32's range, never
     turned into an infinity that would leave a frame with "no finite pixels".
+
+    From REJECT_FROM_FACTOR (3×3 blocks) up, each block's brightest pixel is left out of its mean. A
+    hot pixel or a cosmic-ray hit is one pixel: averaged in, it would make its block a bright dot in
+    the picture (a 0.2 %-hot frame at 300 pixels was peppered with them), where a renderer that
+    stretches every pixel first (fits2image) clips it to white and averages it away. A star spans
+    several pixels and keeps its block bright. Smaller blocks keep every pixel: leaving one of four
+    out would lower the sky's noise-free level by a quarter of a σ.
+
+    At factor 1 (a picture as large as the frame) the pixels are the means, converted once, and the
+    reduced image is filled in place as bands come (never a list of rows concatenated: at factor 1
+    that would be the whole frame twice). A PixelSample of the raw pixels is kept on the way (`sample()`).
     """
 
     def __init__(self, layout: Layout, factor: int) -> None:
@@ -292,21 +358,26 @@ class BlockMeans:
         self.layout, self.width, self.factor = layout, layout.width, factor
         self._starts = np.arange(0, layout.width, factor)
         self._widths = np.diff(np.append(self._starts, layout.width)).astype(np.float64)
-        self._rows: list[lazy.np.ndarray] = []
-        # A block row being filled by bands shorter than a block: its sums and counts so far (float64).
+        self._out = np.empty((-(-layout.height // factor), len(self._starts)), np.float32)
+        self._stored = 0  # rows of _out filled
+        self._sampler = PixelSample(layout)
+        # A block row being filled by bands shorter than a block: its sums, counts and brightest pixels
+        # so far (float64).
         self._filled = 0
         self._sums = np.zeros(len(self._starts))
         self._counts = np.zeros(len(self._starts))
+        self._brightest = np.full(len(self._starts), -np.inf)
 
     def add(self, band: lazy.np.ndarray) -> None:
         """Rows of the image, top to bottom, any number at a time: whole blocks are reduced at once,
         a band shorter than a block (a wide strip reduced by a large factor) is summed into the block
         row being filled, so no band ever has to hold `factor` full rows."""
+        self._sampler.add(band)
         at, rows = 0, band.shape[0]
         while at < rows:
             if self._filled == 0 and rows - at >= self.factor:
                 whole = (rows - at) // self.factor * self.factor
-                self._rows.append(self._reduce(band[at:at + whole], self.factor))
+                self._store(self._reduce(band[at:at + whole], self.factor))
                 at += whole
                 continue
             take = min(self.factor - self._filled, rows - at)
@@ -322,20 +393,27 @@ class BlockMeans:
             if valid is None:
                 self._sums += np.add.reduceat(part.sum(axis=0, dtype=np.float64), self._starts)
                 self._counts += part.shape[0] * self._widths
+                brightest = np.maximum.reduceat(part.max(axis=0), self._starts)
             else:
                 clean = np.where(valid, part, 0)
                 self._sums += np.add.reduceat(clean.sum(axis=0, dtype=np.float64), self._starts)
                 self._counts += np.add.reduceat(valid.sum(axis=0, dtype=np.float64), self._starts)
+                brightest = np.maximum.reduceat(np.where(valid, part, _lowest(part.dtype)).max(axis=0), self._starts)
+            np.maximum(self._brightest, brightest.astype(np.float64), out=self._brightest)
         self._filled += part.shape[0]
 
     def _flush(self) -> None:
         np = lazy.np
+        sums, counts = self._sums, self._counts
+        if self.factor >= REJECT_FROM_FACTOR:
+            sums, counts = _without_brightest(sums, counts, self._brightest)
         with np.errstate(invalid="ignore", divide="ignore"):
-            means = np.where(self._counts > 0, self._sums / np.maximum(self._counts, 1), np.nan)
-        self._rows.append(self._scaled(means[np.newaxis, :]))
+            means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        self._store(self._scaled(means[np.newaxis, :]))
         self._filled = 0
         self._sums = np.zeros(len(self._starts))
         self._counts = np.zeros(len(self._starts))
+        self._brightest = np.full(len(self._starts), -np.inf)
 
     def _valid(self, band: lazy.np.ndarray) -> lazy.np.ndarray | None:
         """Which pixels count, or None when all of them do (the common case: no mask is built)."""
@@ -352,17 +430,28 @@ class BlockMeans:
         acc = np.float64 if wide else np.float32
         groups = band.shape[0] // rows
         valid = self._valid(band)
+        if self.factor == 1:  # a picture as large as the frame: the pixels themselves, no sums
+            means = band.astype(acc)
+            if valid is not None:
+                means[~valid] = np.nan
+            return means
+        shaped = band.reshape(groups, rows, self.width)
         if valid is None:
-            sums = np.add.reduceat(band.reshape(groups, rows, self.width).sum(axis=1, dtype=acc), self._starts, axis=1)
-            means = sums / (self._widths.astype(acc) * rows)
+            sums = np.add.reduceat(shaped.sum(axis=1, dtype=acc), self._starts, axis=1)
+            counts = np.broadcast_to(self._widths.astype(acc) * rows, sums.shape)
+            brightest = np.maximum.reduceat(shaped.max(axis=1), self._starts, axis=1)
         else:
             clean = np.where(valid, band, 0)
             sums = np.add.reduceat(clean.reshape(groups, rows, self.width).sum(axis=1, dtype=acc),
                                    self._starts, axis=1)
             counts = np.add.reduceat(valid.reshape(groups, rows, self.width).sum(axis=1, dtype=acc),
                                      self._starts, axis=1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                means = np.where(counts > 0, sums / np.maximum(counts, 1), acc(np.nan))
+            brightest = np.maximum.reduceat(np.where(valid, band, _lowest(band.dtype)).reshape(groups, rows, self.width)
+                                            .max(axis=1), self._starts, axis=1)
+        if self.factor >= REJECT_FROM_FACTOR:
+            sums, counts = _without_brightest(sums, counts, brightest.astype(acc))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = np.where(counts > 0, sums / np.maximum(counts, 1), acc(np.nan))
         if wide and np.isinf(means).any():
             # Finite pixels near float64's limit whose sum overflows: average them scaled down.
             with np.errstate(over="ignore", invalid="ignore"):
@@ -373,9 +462,17 @@ class BlockMeans:
         return self._scaled(self._means(band, rows))
 
     def _scaled(self, means: lazy.np.ndarray) -> lazy.np.ndarray:
-        """Block means in physical units, float32: BSCALE/BZERO applied in float64, then clipped."""
+        """Block means in physical units, float32: BSCALE/BZERO applied in float64, then clipped (in
+        float32 in place for the means of integers of up to 4 bytes with a moderate scaling: a
+        4000-pixel picture's frame is not copied to float64)."""
         np = lazy.np
         bscale, bzero = self.layout.bscale, self.layout.bzero
+        if means.dtype == np.float32 and self.layout.bitpix in (8, 16, 32) and abs(bscale) < 1e6 and abs(bzero) < 1e30:
+            if bscale != 1.0:
+                means *= np.float32(bscale)
+            if bzero != 0.0:
+                means += np.float32(bzero)
+            return means
         if bscale != 1.0 or bzero != 0.0 or means.dtype != np.float32:
             with np.errstate(over="ignore", invalid="ignore"):
                 scaled = means.astype(np.float64)
@@ -387,11 +484,37 @@ class BlockMeans:
             means = np.clip(scaled, -limit, limit).astype(np.float32)
         return means
 
+    def _store(self, means: lazy.np.ndarray) -> None:
+        end = self._stored + means.shape[0]
+        if end > self._out.shape[0]:  # more rows than the header said: grow (never for a valid file)
+            self._out = lazy.np.concatenate([self._out[:self._stored], means])
+        else:
+            self._out[self._stored:end] = means
+        self._stored = end
+
+    def sample(self) -> lazy.np.ndarray:
+        """The raw pixels sampled so far (see PixelSample)."""
+        return self._sampler.result()
+
     def result(self) -> lazy.np.ndarray:
-        np = lazy.np
         if self._filled:
             self._flush()
-        return np.concatenate(self._rows) if self._rows else np.empty((0, len(self._starts)), np.float32)
+        return self._out[:self._stored]
+
+
+def _lowest(dtype: lazy.np.dtype) -> float | int:
+    """A value below every pixel of `dtype` (what a left-out pixel counts as when the brightest is sought)."""
+    np = lazy.np
+    return -np.inf if dtype.kind == "f" else int(np.iinfo(dtype).min)
+
+
+def _without_brightest(sums: lazy.np.ndarray, counts: lazy.np.ndarray,
+                       brightest: lazy.np.ndarray) -> tuple[lazy.np.ndarray, lazy.np.ndarray]:
+    """Block sums and counts with each block's brightest pixel left out, where a block has two or more."""
+    np = lazy.np
+    many = counts > 1
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.where(many, sums - np.where(many, brightest, 0), sums), np.where(many, counts - 1, counts)
 
 
 def reduction_factor(width: int, height: int, target: tuple[int, int]) -> int:
@@ -402,20 +525,29 @@ def reduction_factor(width: int, height: int, target: tuple[int, int]) -> int:
 
 
 def reduce_bands(bands: Iterable[lazy.np.ndarray], layout: Layout, factor: int) -> lazy.np.ndarray:
+    return reduce_and_sample(bands, layout, factor)[0]
+
+
+def reduce_and_sample(bands: Iterable[lazy.np.ndarray], layout: Layout,
+                      factor: int) -> tuple[lazy.np.ndarray, lazy.np.ndarray]:
+    """(block means, sample of the raw pixels) in one pass over the bands."""
     means = BlockMeans(layout, factor)
     for band in bands:
         means.add(band)
-    return means.result()
+    return means.result(), means.sample()
 
 
 @dataclass(frozen=True)
 class Reduced:
-    """A frame reduced by `factor`; `width`×`height` is the full frame's size."""
+    """A frame reduced by `factor`; `width`×`height` is the full frame's size. `sample` holds raw pixels
+    of the full-resolution frame (physical units, finite; see PixelSample) for the display statistics;
+    None when there is none (a frame made in memory), and the statistics then use `data`."""
 
     data: lazy.np.ndarray
     width: int
     height: int
     factor: int
+    sample: lazy.np.ndarray | None = None
 
 
 def _chunks(body: BinaryIO) -> Iterator[bytes]:
@@ -481,7 +613,8 @@ def reduce_fits(body: BinaryIO, ext: str, target_for: Callable[[int, int], tuple
     one row of .fz tiles), whatever the file's size. Every budget (see `Budget`) is checked from the
     headers before the data is read; `source_bytes` (the object's size) is checked against what the
     headers declare. `checkpoint()` is called between bands, tiles and chunks: it raises to stop the
-    work (the render's deadline). `bz2_workers` threads decode bzip2 (default: one per CPU); a .bz2
+    work (the render's deadline). `bz2_workers` threads decode bzip2 (default: one per idle CPU,
+    bz2_blocks.default_workers); a .bz2
     larger than BZ2_PARALLEL_MAX_BYTES is decoded on one thread as it streams in instead of being held.
     """
     budget = Budget(max_pixels, header_limit, max_axis, max_data_bytes, max_tile_bytes)
@@ -505,6 +638,7 @@ def reduce_fits(body: BinaryIO, ext: str, target_for: Callable[[int, int], tuple
                                 source_bytes if ext == "fits" else None)
             factor = factor_for(layout.width, layout.height)
             bands = stream_bands(reader, layout, factor, checkpoint)
-        return Reduced(reduce_bands(bands, layout, factor), layout.width, layout.height, factor)
+        data, sample = reduce_and_sample(bands, layout, factor)
+        return Reduced(data, layout.width, layout.height, factor, sample)
     finally:
         reader.close()

@@ -45,6 +45,7 @@ from archive.ingest.expirations import list_exposure_objects, scheduled_expiries
 from archive.ingest.info_images import site_channels as read_channels
 from archive.ingest.uploads_log import ITEM_FIELDS, attempt_order, logged_sites, recent_uploads, uploaded_seconds
 from archive.local.api import Route
+from archive.local.metrics_log import local_summary
 from archive.ops.queues import queue_depths
 from archive.settings import get_settings
 from archive.statuses import PROBLEMS
@@ -463,6 +464,15 @@ def queues(event: Event) -> dict[str, Any]:
 
 
 @answering
+def metrics_summary(event: Event) -> dict[str, Any]:
+    """The dashboard's numbers, from the functions' metric lines (archive/local/metrics_log.py): uploads
+    per site and outcome, ingest lag and thumbnail percentiles, image API statuses, hit ratio and times.
+    `available` is false when the stack keeps no metrics log."""
+    summary = local_summary(get_settings().metrics_log)
+    return {"available": summary is not None, **(summary or {})}
+
+
+@answering
 def site_activity(event: Event) -> dict[str, Any]:
     """What the page polls: the site's newest upload-log item and the ingest queue; cheap to ask often.
 
@@ -596,5 +606,6 @@ def routes() -> list[Route]:
         Route("GET", f"{PREFIX}/api/sites/{_SITE}/expiries", site_expiries),
         Route("GET", f"{PREFIX}/api/sites/{_SITE}/activity", site_activity),
         Route("GET", f"{PREFIX}/api/queues", queues),
+        Route("GET", f"{PREFIX}/api/metrics", metrics_summary),
         Route("GET", f"{PREFIX}/api/exposures/(?P<base_filename>[^/]+)", exposure_detail),
     ]

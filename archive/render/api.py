@@ -76,6 +76,7 @@ from archive.render.sources import (
     pick,
     pinned,
     smallest_filling,
+    source_kind,
 )
 from archive.settings import Settings, get_settings
 
@@ -90,6 +91,7 @@ class Rendered:
     height: int
     cached: bool
     redirect: bool  # the request asked for the picture itself (image=true)
+    source: str = ""  # what it was rendered from: jpg, small, large or colour (sources.source_kind)
 
     def as_json(self) -> dict[str, object]:
         return {"url": self.url, "expires_at": self.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -334,7 +336,8 @@ def render_request(target: str, query: Mapping[str, str] | None, now: dt.datetim
                     logger.info("rendered", extra={"key": key, "sources": [s.key for s in sources], "size": size})
         url, expires_at = presigned_get(bucket, key, settings.render_url_seconds,
                                         settings.render_assumed_credential_seconds, now)
-    return Rendered(key, url, expires_at, size[0], size[1], cached, params.image)
+    return Rendered(key, url, expires_at, size[0], size[1], cached, params.image,
+                    source_kind(sources, is_fits, params.color))
 
 
 def rehearse() -> None:

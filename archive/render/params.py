@@ -40,7 +40,9 @@ from archive import errors
 from archive.errors import ArchiveError, PermanentError, TemporaryError
 from archive.formats.filenames import FilenameError, parse_base_filename, parse_filename
 
-RENDER_VERSION = 2  # 2: the key document holds the output size and drops unused options
+# 2: the key document holds the output size and drops unused options; 3: statistics from the
+# full-resolution sample, the sky a dark grey, highlights rolled off (issue 19's stretch).
+RENDER_VERSION = 3
 SIZE_RANGE = (16, 4000)
 QUALITY_RANGE = (10, 95)
 PERCENTILE_RANGE = (50.0, 100.0)

@@ -241,6 +241,19 @@ def pinned(bucket: str, name: ParsedName, params: RenderParams) -> tuple[SourceR
     return ref, name.is_fits
 
 
+def source_kind(sources: tuple[SourceRef, ...], is_fits: bool, colour: bool) -> str:
+    """What a render read, for the API's metrics: `colour`, `jpg`, `small` or `large` (FITS)."""
+    if colour:
+        return "colour"
+    if not is_fits:
+        return "jpg"
+    try:
+        role = file_role(parse_filename(sources[0].filename))
+    except FilenameError:
+        return "large"
+    return "small" if role is SOURCE_ROLES["small"] else "large"
+
+
 def check_bytes(ref: SourceRef, max_bytes: int) -> None:
     if ref.size > max_bytes:
         raise TooLarge(f"{ref.filename} is {ref.size} bytes, over the budget of {max_bytes}", filename=ref.filename)

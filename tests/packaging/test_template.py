@@ -16,11 +16,15 @@ What is enforced, and why:
 - each zip holds its handler with Python 3.12 bytecode, no boto3/botocore, no tests, and fits Lambda;
 - each function's package patterns (serverless.yml, read without packaging) take in every module its
   handler imports, and leave out the feature it does not run (render code from ingest and expire,
-  ingest code from the image API, the bucket configuration from all).
+  ingest code from the image API, the bucket configuration from all);
+- the dashboard and the alarms read the metrics the code emits (archive/metrics.py: names, dimension
+  sets, namespace, service and stage as the functions' environment sets them), and every alarm notifies
+  `alarmActions`; the AWS metrics they read name this stack's functions and queues.
 """
 
 from __future__ import annotations
 
+import ast
 import copy
 import dataclasses
 import json
@@ -34,9 +38,11 @@ from typing import Any
 
 import pytest
 
+from archive import metrics
 from archive.render import cors
 from archive.settings import ENVIRONMENT, load_settings
 from handlers.render import ROUTES as RENDER_ROUTES
+from tests.dashboard import alarm_refs, dashboard_refs
 from tests.packaging import serverless_yml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "img"))
@@ -51,9 +57,9 @@ INGEST_BUDGET = 120 * 2**20
 RENDER_BUDGET = 140 * 2**20  # and so under the issue's 150 MB (decimal) for the image API
 HTTP_API_TIMEOUT_MS = 30_000
 
-# Provided by the Lambda runtime, or never to be set there.
-RUNTIME_PROVIDED = {"AWS_REGION", "AWS_DEFAULT_REGION"}
-FORBIDDEN_IN_LAMBDA = {"DATABASE_URL", "AWS_ENDPOINT_URL"}
+# Provided by the Lambda runtime, or never to be set there (ARCHIVE_METRICS_LOG: the local stack's file).
+RUNTIME_PROVIDED = {"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"}
+FORBIDDEN_IN_LAMBDA = {"DATABASE_URL", "AWS_ENDPOINT_URL", "ARCHIVE_METRICS_LOG"}
 
 READ_VERBS = ("Get", "List", "Describe", "Head", "Query", "Scan", "BatchGet", "Receive", "Select", "Decrypt")
 
@@ -328,6 +334,23 @@ FUNCTIONS = {
 }
 
 
+def runtime_imports_of(path: Path) -> set[str]:
+    """Modules of ours that `path` imports when it runs: as img/modules.py reads them, but without the
+    imports under `if TYPE_CHECKING:` (for type checkers only, never loaded)."""
+    tree = ast.parse(path.read_text(), str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            node.body = []
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+            found.add(node.module)
+    return {name for name in found if modules.room_of(name) is not None}
+
+
 def import_closure(path: str) -> set[str]:
     """The files of ours that importing `path` loads: its imports, theirs, and their packages' __init__."""
     root = modules.ROOT
@@ -346,7 +369,7 @@ def import_closure(path: str) -> set[str]:
         if current in seen:
             continue
         seen.add(current)
-        for name in modules.imports_of(root / current):
+        for name in runtime_imports_of(root / current):
             parts = name.split(".")
             todo += [f for i in range(1, len(parts) + 1) if (f := file_of(".".join(parts[:i])))]
     return seen
@@ -649,3 +672,82 @@ def test_snapstart_functions_are_invoked_only_through_the_alias_of_their_publish
         invokers = invokers_of(template, function_id)
         assert invokers, function_id
         assert set(invokers) == {f"GetAtt:{function_id}.Arn:{alias['Name']}"}, (function_id, invokers)
+
+
+# --- metrics, dashboard, alarms ----------------------------------------------------------------------
+
+DEFINED = {(m.name, frozenset(dims)) for m in metrics.METRICS for dims in m.full_dimension_sets()}
+
+
+def test_the_dashboard_checker_sees_a_metric_the_code_does_not_emit():
+    body = {"widgets": [{"properties": {"metrics": [
+        ["NS", "IngestLag", "service", "s", "stage", "dev", "site", "sro", {"stat": "p95"}],
+        [{"expression": "SEARCH('{NS,outcome,service,stage} MetricName=\"Uploads\"', 'Sum', 300)"}],
+        ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", "q"],
+    ]}}]}
+    assert dashboard_refs(body, "NS") == {("IngestLag", frozenset({"service", "stage", "site"})),
+                                          ("Uploads", frozenset({"outcome", "service", "stage"}))}
+    assert not dashboard_refs(body, "NS") <= DEFINED
+
+
+def _dashboard(template: dict) -> dict:
+    (dashboard,) = resources_of(template, "AWS::CloudWatch::Dashboard").values()
+    body = dashboard["Properties"]["DashboardBody"]
+    assert isinstance(body, str), "the body must be the JSON text CloudFormation takes"
+    return json.loads(body)
+
+
+def _metric_environment(functions: dict) -> tuple[str, str, str]:
+    envs = [f["Properties"]["Environment"]["Variables"] for f in functions.values()]
+    values = {(e["POWERTOOLS_METRICS_NAMESPACE"], e["POWERTOOLS_SERVICE_NAME"], e["STAGE"]) for e in envs}
+    assert len(values) == 1, values
+    return values.pop()
+
+
+def test_the_dashboard_and_alarms_read_only_what_the_functions_emit(template, functions):
+    namespace, _, _ = _metric_environment(functions)
+    read = dashboard_refs(_dashboard(template), namespace) | alarm_refs(template["Resources"], namespace)
+    assert read, "nothing of ours on the dashboard"
+    assert sorted(map(str, read - DEFINED)) == [], "read but never emitted (archive/metrics.py)"
+    assert sorted(map(str, DEFINED - read)) == [], "emitted (and billed) but shown nowhere"
+
+
+def test_the_dashboard_filters_on_the_service_and_stage_the_functions_stamp(template, functions):
+    namespace, service, stage = _metric_environment(functions)
+    text = json.dumps(_dashboard(template))
+    for widget in _dashboard(template)["widgets"]:
+        for line in widget["properties"]["metrics"]:
+            values = [v for v in line if not isinstance(v, dict)]
+            if values and values[0] == namespace:
+                pairs = dict(zip(values[2::2], values[3::2], strict=True))
+                assert (pairs["service"], pairs["stage"]) == (service, stage), line
+    assert text.count(f'service=\\"{service}\\" stage=\\"{stage}\\"') == text.count("SEARCH(")
+
+
+def test_the_dashboard_names_this_stacks_functions_and_queues(template, functions):
+    names = {f["Properties"]["FunctionName"] for f in functions.values()}
+    queues = {q["Properties"]["QueueName"] for q in resources_of(template, "AWS::SQS::Queue").values()}
+    seen: dict[str, set[str]] = {"FunctionName": set(), "QueueName": set()}
+    for widget in _dashboard(template)["widgets"]:
+        for line in widget["properties"]["metrics"]:
+            values = [v for v in line if not isinstance(v, dict)]
+            for key, value in zip(values[2::2], values[3::2], strict=False):
+                if key in seen:
+                    seen[key].add(value)
+    assert seen["FunctionName"] == names
+    assert seen["QueueName"] and seen["QueueName"] <= queues
+
+
+def test_every_alarm_notifies_the_alarm_actions(template):
+    alarms = resources_of(template, "AWS::CloudWatch::Alarm")
+    assert {"IngestOldestMessageAlarm", "IngestLagAlarm", "Render5xxAlarm", "ThrottlesAlarm",
+            "IngestDeadLetterAlarm"} <= set(alarms)
+    actions = {json.dumps(a["Properties"].get("AlarmActions"), sort_keys=True) for a in alarms.values()}
+    assert len(actions) == 1 and "AlarmActions" in next(iter(alarms.values()))["Properties"]
+
+
+def test_the_ingest_queue_is_not_held_to_fill_a_batch(template):
+    """Latency first (serverless.yml ingestBatchWindowSeconds): a lone upload is handed over at once."""
+    (mapping,) = [m["Properties"] for m in resources_of(template, "AWS::Lambda::EventSourceMapping").values()
+                  if refers_to(m["Properties"]["EventSourceArn"], "IngestQueue")]
+    assert mapping.get("MaximumBatchingWindowInSeconds", 0) == 0

@@ -24,14 +24,18 @@ def frame(shape: tuple[int, int] = (203, 317), seed: int = 1) -> np.ndarray:
 
 
 def block_means(data: np.ndarray, factor: int) -> np.ndarray:
-    """Reference: numpy on the whole frame in float64, edge blocks averaging what they have."""
+    """Reference: numpy on the whole frame in float64, edge blocks averaging what they have; blocks of
+    3×3 and up leave their brightest pixel out."""
     rows, cols = data.shape
     out = np.empty((-(-rows // factor), -(-cols // factor)))
     for i in range(out.shape[0]):
         for j in range(out.shape[1]):
             block = data[i * factor:(i + 1) * factor, j * factor:(j + 1) * factor].astype(np.float64)
             finite = block[np.isfinite(block)]
-            out[i, j] = finite.mean() if finite.size else np.nan
+            if finite.size > 1 and factor >= fits_data.REJECT_FROM_FACTOR:
+                out[i, j] = (finite.sum() - finite.max()) / (finite.size - 1)
+            else:
+                out[i, j] = finite.mean() if finite.size else np.nan
     return out
 
 
@@ -261,3 +265,42 @@ def test_fz_tiles_stored_out_of_order_decode_the_same():
     swapped = (body[:table_start] + rows.tobytes() + body[table_start + 2 * dtype.itemsize:heap_start]
                + second + first + body[heap_start + n0 + n1:])
     np.testing.assert_array_equal(reduce(swapped, "fits.fz", (60, 40)).data, reduce(body, "fits.fz", (60, 40)).data)
+
+
+@pytest.mark.parametrize("ext", ["fits", "fits.bz2", "fits.fz"])
+def test_a_sample_of_the_raw_pixels_comes_with_the_means(ext, monkeypatch):
+    """Spread over the whole frame, in physical units, without NaN or BLANK: the display statistics'
+    pixels at full resolution."""
+    monkeypatch.setattr(fits_data, "SAMPLE_TARGET", 2000)
+    rows, cols = 200, 300
+    counts = (np.arange(rows)[:, None] * 1000 + np.arange(cols)[None, :]).astype(np.float32)  # value = position
+    counts[:20] = np.nan
+    reduced = reduce(containers(counts)[ext], ext, (30, 20))
+    sample = reduced.sample
+    assert 1000 <= sample.size <= 3000 and np.isfinite(sample).all()  # about the target
+    if ext != "fits.fz":  # a float .fz is quantised; the positions are exact in the others
+        y, x = np.divmod(sample.astype(np.int64), 1000)
+        assert y.min() >= 20 and y.max() >= rows - 10 and x.min() <= 10 and x.max() >= cols - 10
+        assert len(set(x.tolist())) > 100, "the sampled columns move from row to row"
+
+
+def test_the_sample_of_scaled_integers_is_in_physical_units_without_blanks():
+    raw = np.random.default_rng(3).integers(-1000, 1000, (30, 40)).astype(np.int16)
+    raw[0:4, 0:4] = -32768
+    header = fits.Header([("SIMPLE", True), ("BITPIX", 16), ("NAXIS", 2), ("NAXIS1", 40), ("NAXIS2", 30),
+                          ("BSCALE", 0.5), ("BZERO", 100.0), ("BLANK", -32768)])
+    pixels = raw.astype(">i2").tobytes()
+    body = header.tostring().encode() + pixels + b"\0" * (-len(pixels) % 2880)
+    sample = reduce(body, "fits", (10, 10)).sample
+    physical = raw[raw != -32768] * 0.5 + 100.0
+    assert sample.size == physical.size  # a small frame: every pixel
+    np.testing.assert_allclose(np.sort(sample), np.sort(physical))
+
+
+def test_a_hot_pixel_does_not_make_its_block_a_bright_dot_but_a_star_does():
+    data = np.full((60, 60), 1000.0, np.float32)
+    data[7, 7] = 60000.0  # a hot pixel
+    data[31:34, 31:34] += 5000.0  # a star's core, 3×3
+    reduced = reduce(containers(data)["fits"], "fits", (10, 10)).data  # blocks of 6×6
+    assert reduced[1, 1] == pytest.approx(1000.0)
+    assert reduced[5, 5] > 1000.0 + 5000.0 * 8 / 35 - 1
