@@ -1,41 +1,41 @@
-"""The archive viewer: one page on the local stack's HTTP front that shows the archive as the web app would.
+"""The archive viewer's HTTP side: one page on the local stack's front that shows the archive as the web app would.
 
 Route handlers only — an API Gateway HTTP API v2 event in, a v2 response out — served by the stack's
-front (archive.local.api) beside the image service, so there is one server and one port family.
+front (archive.local.api) beside the image service, so there is one server and one port family. This
+module parses and checks parameters and turns answers into responses; what is read and how it is
+shaped is archive.local.viewer_data's.
 
-The JSON endpoints read what photonranch-api reads and nothing else: the `images` table (db), the
-`recent-uploads-log`, `info-images` and `data-expiration-tracker` tables and the bucket, each through
-the module that writes it (archive.ingest.uploads_log, archive.ingest.info_images, archive.ingest.expirations), so no
-contract is copied here. They shape it as photonranch-api and the frontend do: exposures with a medium
-JPG, newest first, smart stacks collapsed to their last frame, RA in sexagesimal hours. The queue depths
-are the ones `python -m archive status` prints.
+Lists come a page at a time: exposures by a cursor on (sort_date, image_id) (`before=`, the `next` of
+the previous page), the upload log by its range key (`before=`, an upload_id). Every page is an indexed
+read, so the oldest exposure of a site costs what the newest does.
 
-The page (archive/local/viewer/: index.html, app.js, style.css) is static — no build step, nothing loaded
-from the network — and asks the image service (`/thumbnails/{base_filename}`) for every render.
+The page (archive/local/viewer/: index.html, app.js, style.css, favicon.svg) is static — no build
+step, nothing loaded from the network — and asks the image service (`/thumbnails/{base_filename}`) for
+every render.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import math
+import re
 import time
-from collections.abc import Callable, Mapping, Sequence
-from decimal import Decimal
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 import db
 from archive import database
-from archive.aws import client
 from archive.formats.filenames import S3_DIRECTORIES, UNKNOWN_SITE, FilenameError, is_site, parse_base_filename
-from archive.ingest.expirations import list_exposure_objects, scheduled_expiries
+from archive.ingest.expirations import scheduled_expiries
 from archive.ingest.info_images import site_channels as read_channels
-from archive.ingest.uploads_log import logged_sites, recent_uploads
+from archive.ingest.uploads_log import count_uploads, recent_uploads, uploads_page
+from archive.local import viewer_data as data
 from archive.local.api import Route, json_response
 from archive.ops.queues import queue_depths
-from archive.settings import get_settings
+from archive.render.params import RenderError
+from archive.render.sources import matched_frames
 
 PREFIX = "/viewer"
 STATIC_DIR = Path(__file__).with_name("viewer")
@@ -43,12 +43,13 @@ STATIC_TYPES = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
 }
-THUMBNAIL_SERVICE = "/thumbnails"  # the image service's route on the same front (archive/local/api.py)
 DEFAULT_LIMIT = 60
 MAX_LIMIT = 500
-URL_SECONDS = 3600  # presigned links the page loads at once; a refresh signs new ones
 UPLOADING_SECONDS = 30  # a site whose last upload is this recent counts as uploading (the page polls faster)
+MAX_TEXT = 100  # a search text longer than this is refused (it would match nothing anyway)
+NIGHT_ENDS_UTC = dt.timedelta(days=1, hours=12)  # night D's list starts before D+1 12:00 UTC
 
 NO_STORE = {"cache-control": "no-store"}  # every answer is the archive as it is now
 
@@ -71,217 +72,7 @@ class NotFound(LookupError):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Pure shaping: how the frontend formats coordinates, how photonranch-api collapses smart stacks.
-
-
-def format_ra(hours: float | None) -> str:
-    """Decimal hours as `HH:MM:SS.ss`, truncated (not rounded) as the frontend's RaDisplay does."""
-    if hours is None or not math.isfinite(hours):
-        return ""
-    hundredths = math.floor(round((hours % 24) * 360_000, 6))
-    h, rest = divmod(hundredths, 360_000)
-    m, rest = divmod(rest, 6_000)
-    return f"{h:02d}:{m:02d}:{rest // 100:02d}.{rest % 100:02d}"
-
-
-def format_dec(degrees: float | None) -> str:
-    """Decimal degrees as `±DD:MM:SS.s`, truncated like the frontend's DecDisplay."""
-    if degrees is None or not math.isfinite(degrees):
-        return ""
-    sign = "-" if degrees < 0 else "+"
-    tenths = math.floor(round(abs(degrees) * 36_000, 6))
-    d, rest = divmod(tenths, 36_000)
-    m, rest = divmod(rest, 600)
-    return f"{sign}{d:02d}:{m:02d}:{rest // 10:02d}.{rest % 10}"
-
-
-def _stack_position(package: Mapping[str, Any]) -> tuple[str, int] | None:
-    """(stack id, frame number) when both are digits, the only stacks photonranch-api collapses."""
-    stack, number = str(package.get("SMARTSTK") or ""), str(package.get("SSTKNUM") or "")
-    if stack.isdigit() and number.isdigit():
-        return stack, int(number)
-    return None
-
-
-def final_smart_stack_frames(packages: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Keep single frames and the last frame of each smart stack, as photonranch-api filters its lists.
-
-    A stack counts when SMARTSTK and SSTKNUM are digit strings (`no`, a missing header or any other id
-    leaves the frame alone); of its frames in the list, those with the highest SSTKNUM stay. Order kept.
-    """
-    last: dict[str, int] = {}
-    for package in packages:
-        position = _stack_position(package)
-        if position:
-            last[position[0]] = max(last.get(position[0], position[1]), position[1])
-    kept = []
-    for package in packages:
-        position = _stack_position(package)
-        if position is None or position[1] >= last[position[0]]:
-            kept.append(package)
-    return kept
-
-
-def plain(value: Any) -> Any:
-    """DynamoDB's numbers (Decimal) as the int or float they were written as, through maps and lists."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, Mapping):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [plain(v) for v in value]
-    return value
-
-
-def _iso(moment: dt.datetime | None) -> str | None:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
-
-
-def _epoch_ms(moment: dt.datetime | None) -> int | None:
-    return int(moment.replace(tzinfo=dt.UTC).timestamp() * 1000) if moment else None
-
-
-def thumbnail_service_url(base_filename: str, **params: object) -> str:
-    """A link to the image service on the same front; booleans as `true`, empty values left out."""
-    clean = {k: ("true" if v is True else v) for k, v in params.items() if v not in (None, "", False)}
-    query = f"?{urlencode(clean)}" if clean else ""
-    return f"{THUMBNAIL_SERVICE}/{quote(base_filename)}{query}"
-
-
-def header_of(row: Mapping[str, Any]) -> dict[str, str] | None:
-    """The row's header JSON as a dict (photonranch-api `json.loads` it), None when absent or unreadable."""
-    raw = row.get("header")
-    if not raw:
-        return None
-    try:
-        header = json.loads(raw)
-    except ValueError:
-        return None
-    return header if isinstance(header, dict) else None
-
-
-def exposure_package(row: Mapping[str, Any], sign: Callable[[str], str], thumbnail_height: int) -> dict[str, Any]:
-    """One exposure as the page lists it: photonranch-api's image package plus the display strings.
-
-    `sign(key)` makes a link to an object. The thumbnail is the 11.jpg when the row says it exists,
-    else the image service's render at the thumbnail height.
-    """
-    header = header_of(row) or {}
-    base, data_type = row["base_filename"], row["data_type"]
-    prefix = f"data/{base}-{data_type}"
-    if row.get("jpg_small_exists"):
-        thumbnail, source = sign(f"{prefix}11.jpg"), "jpg"
-    else:
-        thumbnail, source = thumbnail_service_url(base, height=thumbnail_height, image=True), "service"
-    return {
-        "image_id": row.get("image_id"),
-        "base_filename": base,
-        "site": row.get("site"),
-        "data_type": data_type,
-        "s3_directory": "data",
-        "capture_date": _epoch_ms(row.get("capture_date")),
-        "capture_date_iso": _iso(row.get("capture_date")),
-        "sort_date": _epoch_ms(row.get("sort_date")),
-        "exposure_time": row.get("exposure_time"),
-        "filter_used": row.get("filter_used"),
-        "right_ascension": row.get("right_ascension"),
-        "declination": row.get("declination"),
-        "ra_display": format_ra(row.get("right_ascension")),
-        "dec_display": format_dec(row.get("declination")),
-        "altitude": row.get("altitude"),
-        "azimuth": row.get("azimuth"),
-        "airmass": row.get("airmass"),
-        "username": row.get("username"),
-        "user_id": row.get("user_id"),
-        "object": header.get("OBJECT", ""),
-        "SMARTSTK": header.get("SMARTSTK", ""),
-        "SSTKNUM": header.get("SSTKNUM", ""),
-        "SSTKLEN": header.get("SSTKLEN", ""),
-        **{flag: bool(row.get(flag)) for flag in ("fits_01_exists", "fits_10_exists", "jpg_medium_exists",
-                                                    "jpg_small_exists")},
-        "jpg_url": sign(f"{prefix}10.jpg") if row.get("jpg_medium_exists") else "",
-        "thumbnail_url": thumbnail,
-        "thumbnail_source": source,
-    }
-
-
-def channel_package(channel: int, item: Mapping[str, Any] | None, sign: Callable[[str], str]) -> dict[str, Any]:
-    """An info-image channel as photonranch-api's info image package, with links; `empty` when unset."""
-    if not item or not item.get("base_filename"):
-        return {"channel": channel, "empty": True}
-    raw_header = item.get("header")
-    header: Mapping[str, Any] = raw_header if isinstance(raw_header, Mapping) else {}
-    small, medium = item.get("jpg_11_file_path"), item.get("jpg_10_file_path")
-    if item.get("jpg_small_exists") and small:
-        thumbnail = sign(small)
-    elif item.get("jpg_medium_exists") and medium:
-        thumbnail = sign(medium)
-    else:
-        thumbnail = ""
-    return {
-        "channel": channel,
-        "empty": False,
-        "base_filename": item["base_filename"],
-        "data_type": item.get("data_type"),
-        "file_date": item.get("file_date"),
-        "s3_directory": "info-images",
-        "object": header.get("OBJECT", ""),
-        "filter": header.get("FILTER", ""),
-        "date_obs": header.get("DATE-OBS", ""),
-        **{flag: bool(item.get(flag)) for flag in ("fits_01_exists", "fits_10_exists", "jpg_medium_exists",
-                                                     "jpg_small_exists")},
-        "jpg_url": sign(medium) if item.get("jpg_medium_exists") and medium else "",
-        "thumbnail_url": thumbnail,
-        "expiration_timestamp": item.get("expiration_timestamp"),
-    }
-
-
-def upload_row(item: Mapping[str, Any]) -> dict[str, Any]:
-    """An upload-log item for the dev-tools table: the contract's fields, and whether it is a failure."""
-    status = str(item.get("status", ""))
-    uploaded = item.get("upload_timestamp_s")
-    return {
-        "upload_id": item.get("upload_id"),
-        "filename": item.get("filename"),
-        "size_bytes": item.get("size_bytes"),
-        "status": status,
-        "reason": item.get("reason", ""),
-        "upload_timestamp_s": uploaded,
-        "uploaded_iso": _iso(dt.datetime.fromtimestamp(uploaded, dt.UTC)) if isinstance(uploaded, int) else None,
-        "failure": status in ("failed", "rejected"),
-    }
-
-
-def expiry_row(item: Mapping[str, Any], now: float) -> dict[str, Any]:
-    expires = item.get("expiration_timestamp_s")
-    return {
-        "base_filename": item.get("pk"),
-        "s3_directory": item.get("s3_directory"),
-        "expiration_timestamp_s": expires,
-        "expires_iso": _iso(dt.datetime.fromtimestamp(expires, dt.UTC)) if isinstance(expires, int) else None,
-        "seconds_left": max(0, int(expires - now)) if isinstance(expires, int) else None,
-        "cancelled": expires is None,
-    }
-
-
-def file_kind(filename: str) -> str:
-    """What a file of an exposure is, in the words of DESIGN.md 2.1."""
-    for suffix, kind in (
-        ("11.jpg", "thumbnail JPG"),
-        ("10.jpg", "medium JPG"),
-        ("13.jpg", "medium JPG"),
-        (".txt", "header text"),
-    ):
-        if filename.endswith(suffix):
-            return kind
-    if ".fits" in filename:
-        reduction = filename.split(".fits")[0][-2:]
-        return {"00": "large FITS", "01": "large FITS", "10": "small FITS", "13": "small FITS"}.get(reduction, "FITS")
-    return "other"
-
-
-# ---------------------------------------------------------------------------------------------------
-# Parameters and answers.
+# Parameters.
 
 
 def _query(event: Event) -> Mapping[str, str]:
@@ -299,13 +90,21 @@ def site_param(event: Event, allow_unknown: bool = False) -> str:
     raise BadRequest("site", f"site {site!r} is not a site code (3-6 letters or digits)")
 
 
+_WHOLE = re.compile(r"[+-]?[0-9]{1,15}")  # ASCII digits only: no `²`, no `¹⁰`, no 4,000-digit strings
+
+
+def whole_number(name: str, raw: str, low: int, high: int) -> int:
+    """A whole number from a query string, strictly: an optional sign, ASCII digits, a bounded length."""
+    if not _WHOLE.fullmatch(raw) or not low <= int(raw) <= high:
+        raise BadRequest(name, f"{name} must be a whole number from {low} to {high}, got {raw[:40]!r}")
+    return int(raw)
+
+
 def limit_param(event: Event, default: int = DEFAULT_LIMIT) -> int:
     raw = _query(event).get("limit")
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise BadRequest("limit", f"limit must be a whole number from 1 to {MAX_LIMIT}, got {raw!r}")
-    return int(raw)
+    return whole_number("limit", raw, 1, MAX_LIMIT)
 
 
 def bool_param(event: Event, name: str, default: bool) -> bool:
@@ -314,12 +113,81 @@ def bool_param(event: Event, name: str, default: bool) -> bool:
         return default
     value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(raw.lower())
     if value is None:
-        raise BadRequest(name, f"{name} must be true/false/1/0/yes/no, got {raw!r}")
+        raise BadRequest(name, f"{name} must be true/false/1/0/yes/no, got {raw[:40]!r}")
     return value
 
 
+def text_param(event: Event, name: str) -> str:
+    raw = (_query(event).get(name) or "").strip()
+    if len(raw) > MAX_TEXT:
+        raise BadRequest(name, f"{name} must be at most {MAX_TEXT} characters, got {len(raw)}")
+    return raw
+
+
+def number_param(event: Event, name: str) -> float | None:
+    raw = (_query(event).get(name) or "").strip()
+    if not raw:
+        return None
+    if not re.fullmatch(r"[0-9]{1,7}(\.[0-9]{1,6})?", raw):
+        raise BadRequest(name, f"{name} must be a number of seconds such as 30 or 2.5, got {raw[:40]!r}")
+    return float(raw)
+
+
+def date_param(event: Event, name: str) -> dt.datetime | None:
+    raw = (_query(event).get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", raw):
+            raise ValueError
+        return dt.datetime.strptime(raw, "%Y-%m-%d")
+    except ValueError:
+        raise BadRequest(name, f"{name} must be a date YYYY-MM-DD, got {raw[:40]!r}") from None
+
+
+def cursor_param(event: Event) -> data.Cursor | None:
+    """`before={epoch ms}_{image_id}`: the `next` of the previous page."""
+    raw = _query(event).get("before") or ""
+    if not raw:
+        return None
+    found = re.fullmatch(r"(-?[0-9]{1,15})_([0-9]{1,12})", raw)
+    if not found:
+        raise BadRequest("before", f"before must be a page cursor such as 1772334000000_42, got {raw[:40]!r}")
+    return data.cursor_date(int(found.group(1))), int(found.group(2))
+
+
+def exposure_filters(event: Event) -> tuple[dict[str, Any], data.Cursor | None]:
+    """The list's filters (photonranch-api's filtered search, for one site) and where the page starts.
+
+    user (a user id: "only mine"), filter, type, exptime_min/exptime_max (seconds), from/to (dates,
+    both days included), q (base filename or OBJECT contains), night (the list starts at the end of
+    that night: before the next day's 12:00 UTC), before (a page cursor; wins over night).
+    """
+    start, end = date_param(event, "from"), date_param(event, "to")
+    filters: dict[str, Any] = {
+        "user_id": text_param(event, "user"),
+        "filter_used": text_param(event, "filter"),
+        "data_type": text_param(event, "type"),
+        "exposure_time_min": number_param(event, "exptime_min"),
+        "exposure_time_max": number_param(event, "exptime_max"),
+        "captured_from": start,
+        "captured_before": end + dt.timedelta(days=1) if end else None,
+        "text": text_param(event, "q"),
+    }
+    before = cursor_param(event)
+    night = date_param(event, "night")
+    if before is None and night is not None:
+        before = (night + NIGHT_ENDS_UTC, 0)
+    return filters, before
+
+
+# ---------------------------------------------------------------------------------------------------
+# Answers.
+
+
 def answering(handler: Callable[[Event], Any]) -> Handler:
-    """Turn a function returning JSON-able data into a route handler; 400/404 for our two refusals."""
+    """Turn a function returning JSON-able data into a route handler: 400/404 for our two refusals, 503
+    when the database cannot be reached (the page then says the archive is unreachable and retries)."""
 
     def handle(event: Event) -> Response:
         try:
@@ -328,99 +196,84 @@ def answering(handler: Callable[[Event], Any]) -> Handler:
             return json_response(400, {"message": exc.message, "param": exc.param}, NO_STORE)
         except NotFound as exc:
             return json_response(404, {"message": str(exc)}, NO_STORE)
+        except DBAPIError as exc:
+            if not isinstance(exc, OperationalError) and not exc.connection_invalidated:
+                raise
+            return json_response(503, {"message": "database unavailable"}, {**NO_STORE, "retry-after": "5"})
 
     handle.__name__ = handler.__name__
     handle.__doc__ = handler.__doc__
     return handle
 
 
-# ---------------------------------------------------------------------------------------------------
-# The edges: reading the archive.
-
-
-def presigner() -> Callable[[str], str]:
-    """`sign(key)`: a presigned GET of the bucket's object (computed locally, no request)."""
-
-    s3, bucket = client("s3"), get_settings().bucket
-
-    def sign(key: str) -> str:
-        return s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=URL_SECONDS)
-
-    return sign
-
-
-def _thumbnail_height() -> int:
-
-    return get_settings().thumbnail_height_px
-
-
 @answering
 def list_sites(event: Event) -> dict[str, Any]:
     """Every site with rows in `images` or items in the upload log, with its row count and newest date."""
-
-    with database.get_engine().connect() as conn:
-        summaries = {s["site"]: s for s in db.site_summaries(conn) if s["site"]}
-    sites = sorted(set(summaries) | logged_sites())
-    return {
-        "sites": [
-            {
-                "site": site,
-                "exposures": summaries[site]["exposures"] if site in summaries else 0,
-                "latest": _iso(summaries[site]["latest"]) if site in summaries else None,
-            }
-            for site in sites
-        ]
-    }
+    return {"sites": data.site_list()}
 
 
 @answering
 def site_exposures(event: Event) -> dict[str, Any]:
-    """The site's latest exposures, newest first, final smart-stack frames only."""
-
+    """A page of the site's exposures, newest first, final smart-stack frames only, filtered."""
     site = site_param(event)
     limit = limit_param(event)
     with_preview = not bool_param(event, "all", False)
-    with database.get_engine().connect() as conn:
-        rows = db.latest_exposures(conn, site, limit, with_preview=with_preview)
-    sign, height = presigner(), _thumbnail_height()
-    packages = [exposure_package(row, sign, height) for row in rows]
-    kept = final_smart_stack_frames(packages)
-    return {"site": site, "exposures": kept, "rows_read": len(rows), "collapsed": len(rows) - len(kept)}
+    filters, before = exposure_filters(event)
+    return data.exposures_page(site, limit, filters, before, with_preview)
+
+
+@answering
+def site_facets(event: Event) -> dict[str, Any]:
+    """What the filters offer at the site: its users, filters and data types."""
+    return data.site_facets(site_param(event))
 
 
 @answering
 def site_channels(event: Event) -> dict[str, Any]:
     """The site's three info-image channels."""
-
     site = site_param(event)
-    found = plain(read_channels(site))
-    sign = presigner()
+    found = data.plain(read_channels(site))
+    sign = data.presigner()
     metadata = found["metadata"] or {}
     return {
         "site": site,
         "channels": [
-            {**channel_package(n, item, sign), "assigned": metadata.get(f"channel{n}")}
+            {**data.channel_package(n, item, sign), "assigned": metadata.get(f"channel{n}")}
             for n, item in found["channels"].items()
         ],
     }
 
 
 @answering
-def site_uploads(event: Event) -> dict[str, Any]:
-    """The site's upload log, newest attempt first."""
+def site_allsky(event: Event) -> dict[str, Any]:
+    """The site's newest all-sky images."""
+    site = site_param(event)
+    return {"site": site, "images": data.allsky_images(site, data.presigner())}
 
+
+@answering
+def site_uploads(event: Event) -> dict[str, Any]:
+    """A page of the site's upload log, newest attempt first; `failures=true` and `q=` filter it."""
     site = site_param(event, allow_unknown=True)
-    items = [upload_row(plain(item)) for item in recent_uploads(site, limit_param(event, default=100))]
-    return {"site": site, "uploads": items, "failures": sum(item["failure"] for item in items)}
+    limit = limit_param(event, default=100)
+    failures_only = bool_param(event, "failures", False)
+    search = text_param(event, "q")
+    before = _query(event).get("before") or None
+    if before is not None and not re.fullmatch(r"[0-9]{13}#[0-9A-Za-z-]{1,64}", before):
+        raise BadRequest("before", f"before must be an upload_id from the previous page, got {before[:40]!r}")
+    items, following = uploads_page(site, limit, before=before, failures_only=failures_only, text=search)
+    rows = [data.upload_row(data.plain(item)) for item in items]
+    total = None if before else count_uploads(site, failures_only=failures_only) if not search else None
+    return {"site": site, "uploads": rows, "failures": sum(row["failure"] for row in rows), "total": total,
+            "next": following}
 
 
 @answering
 def site_expiries(event: Event) -> dict[str, Any]:
     """The site's scheduled expiries, soonest first."""
-
     site = site_param(event)
     now = time.time()
-    return {"site": site, "expiries": [expiry_row(plain(item), now) for item in scheduled_expiries(site)]}
+    return {"site": site, "expiries": [data.expiry_row(data.plain(item), now) for item in scheduled_expiries(site)]}
 
 
 def _queue_depths() -> list[dict[str, Any]]:
@@ -452,7 +305,7 @@ def site_activity(event: Event) -> dict[str, Any]:
     """
 
     site = site_param(event, allow_unknown=True)
-    newest = plain(recent_uploads(site, 1))
+    newest = data.plain(recent_uploads(site, 1))
     ingest = _queue_depths()[0]  # the ingest queue comes first
     pending = (ingest["waiting"] or 0) + (ingest["in_flight"] or 0)
     last = newest[0].get("upload_timestamp_s") if newest else None
@@ -466,30 +319,14 @@ def site_activity(event: Event) -> dict[str, Any]:
     }
 
 
-def _exposure_files(s3_directory: str, base: str, sign: Callable[[str], str]) -> list[dict[str, Any]]:
-
-    objects = list_exposure_objects(get_settings().bucket, f"{s3_directory}/{base}-")
-    return [
-        {
-            "key": obj["Key"],
-            "name": obj["Key"].rsplit("/", 1)[-1],
-            "kind": file_kind(obj["Key"]),
-            "size_bytes": obj.get("Size"),
-            "last_modified": _iso(obj["LastModified"].astimezone(dt.UTC).replace(tzinfo=None))
-            if obj.get("LastModified")
-            else None,
-            "url": sign(obj["Key"]),
-        }
-        for obj in sorted(objects, key=lambda o: o["Key"])
-    ]
-
-
-def _info_header(site: str, base: str) -> dict[str, str] | None:
-
-    for item in plain(read_channels(site))["channels"].values():
-        if item and item.get("base_filename") == base and isinstance(item.get("header"), dict):
-            return item["header"]
-    return None
+def has_colour_set(base: str) -> bool:
+    """Whether the image service would find red, green and blue frames for this exposure (so the page
+    asks for a composite only then, instead of collecting a 404 for every exposure it opens)."""
+    try:
+        matched_frames(base)
+    except RenderError:
+        return False
+    return True
 
 
 @answering
@@ -504,30 +341,36 @@ def exposure_detail(event: Event) -> dict[str, Any]:
     base = name.base_filename
     s3_directory = _query(event).get("dir") or "data"
     if s3_directory not in S3_DIRECTORIES:
-        raise BadRequest("dir", f"dir must be one of {', '.join(S3_DIRECTORIES)}, got {s3_directory!r}")
-    sign = presigner()
+        raise BadRequest("dir", f"dir must be one of {', '.join(S3_DIRECTORIES)}, got {s3_directory[:40]!r}")
+    sign = data.presigner()
     row = None
     if s3_directory == "data":
         with database.get_engine().connect() as conn:
             row = db.get_row(conn, base)
-    files = _exposure_files(s3_directory, base, sign)
+    files = data.exposure_files(s3_directory, base, sign)
     if row is None and not files:
         raise NotFound(f"no exposure {base} under {s3_directory}/ (no row, no files)")
     if row is not None:
-        summary = exposure_package(row, sign, _thumbnail_height())
-        header = header_of(row)
+        summary = data.exposure_package(row, sign, data.thumbnail_height())
+        header = data.header_of(row)
     else:
         summary = {"base_filename": base, "site": name.site, "s3_directory": s3_directory}
-        header = _info_header(name.site, base) if s3_directory == "info-images" else None
+        header = data.info_header(name.site, base) if s3_directory == "info-images" else None
     summary["s3_directory"] = s3_directory
+    medium = data.first_present(files, "medium JPG")
+    from_fits = any(f["kind"].endswith("FITS") for f in files)
     return {
         "exposure": summary,
         "header": header,
         "files": files,
         "render": {
-            "service": thumbnail_service_url(base),
-            "from_fits": any(f["kind"].endswith("FITS") for f in files),
-            "has_jpg": any(f["kind"] == "medium JPG" for f in files),
+            # The image service reads data/ only: an info image or all-sky image is shown from its own
+            # directory's medium JPG instead of a render of the data/ exposure that shares its name.
+            "service": data.thumbnail_service_url(base) if s3_directory == "data" else None,
+            "from_fits": from_fits,
+            "has_jpg": medium is not None,
+            "jpg_url": medium["view_url"] if medium else None,
+            "color": s3_directory == "data" and from_fits and has_colour_set(base),
         },
     }
 
@@ -537,7 +380,8 @@ def exposure_detail(event: Event) -> dict[str, Any]:
 
 
 def static_file(event: Event) -> Response:
-    """index.html, app.js or style.css from archive/local/viewer/ (only those: no path walks the disk)."""
+    """index.html, app.js, style.css or favicon.svg from archive/local/viewer/ (only those: no path walks
+    the disk)."""
     name = _path(event, "asset") or "index.html"
     if name not in STATIC_TYPES:
         return json_response(404, {"message": f"no such file {name!r}"}, NO_STORE)
@@ -554,6 +398,11 @@ def to_index(event: Event) -> Response:
     return {"statusCode": 302, "headers": {"location": f"{PREFIX}/"}, "body": "", "isBase64Encoded": False}
 
 
+def favicon(event: Event) -> Response:
+    """`/favicon.ico`, which browsers ask the origin for whatever the page links: the viewer's icon."""
+    return static_file({"pathParameters": {"asset": "favicon.svg"}})
+
+
 _SITE = r"(?P<site>[^/]+)"
 
 
@@ -565,12 +414,15 @@ def page_url(api_url: str) -> str:
 def routes() -> list[Route]:
     """The viewer's routes, appended to the image API's on the stack's front (archive.local.stack)."""
     return [
+        Route("GET", "/favicon.ico", favicon),
         Route("GET", PREFIX, to_index),
         Route("GET", f"{PREFIX}/", static_file),
         Route("GET", rf"{PREFIX}/(?P<asset>[\w.-]+)", static_file),
         Route("GET", f"{PREFIX}/api/sites", list_sites),
         Route("GET", f"{PREFIX}/api/sites/{_SITE}/exposures", site_exposures),
+        Route("GET", f"{PREFIX}/api/sites/{_SITE}/facets", site_facets),
         Route("GET", f"{PREFIX}/api/sites/{_SITE}/channels", site_channels),
+        Route("GET", f"{PREFIX}/api/sites/{_SITE}/allsky", site_allsky),
         Route("GET", f"{PREFIX}/api/sites/{_SITE}/uploads", site_uploads),
         Route("GET", f"{PREFIX}/api/sites/{_SITE}/expiries", site_expiries),
         Route("GET", f"{PREFIX}/api/sites/{_SITE}/activity", site_activity),

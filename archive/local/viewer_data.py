@@ -1,0 +1,409 @@
+"""The viewer's data: what it reads from the archive and how it shapes it for the page.
+
+The reads are what photonranch-api reads and nothing else: the `images` table (db), the
+`recent-uploads-log`, `info-images` and `data-expiration-tracker` tables and the bucket, each through
+the module that writes it (archive.ingest.uploads_log, archive.ingest.info_images,
+archive.ingest.expirations), so no contract is copied here. Every list is an indexed read: the site's
+rows through the (site, jpg_medium_exists, sort_date) index, a page at a time by a cursor; the upload
+log by its hash key (a query, never a scan); the bucket by prefix. The shaping is photonranch-api's and
+the frontend's: exposures with a medium JPG, newest first, smart stacks collapsed to their last frame,
+RA in sexagesimal hours.
+
+HTTP (parameters, answers, routes) is archive.local.viewer's; this module knows nothing of events.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import db
+from archive import database
+from archive.aws import client
+from archive.formats.filenames import S3_DIRECTORIES, UNKNOWN_SITE, is_site
+from archive.ingest.expirations import list_exposure_objects
+from archive.ingest.info_images import site_channels as read_channels
+from archive.ingest.uploads_log import has_uploads
+from archive.settings import get_settings
+
+THUMBNAIL_SERVICE = "/thumbnails"  # the image service's route on the same front (archive/local/api.py)
+URL_SECONDS = 3600  # presigned links the page loads at once; the page keeps those it shows
+ALLSKY_SHOWN = 12  # the newest all-sky images a site's strip shows
+
+Cursor = tuple[dt.datetime, int]  # (sort_date, image_id) of the last row of a page
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pure shaping: how the frontend formats coordinates, how photonranch-api collapses smart stacks.
+
+
+def format_ra(hours: float | None) -> str:
+    """Decimal hours as `HH:MM:SS.ss`, truncated (not rounded) as the frontend's RaDisplay does."""
+    if hours is None or not math.isfinite(hours):
+        return ""
+    hundredths = math.floor(round((hours % 24) * 360_000, 6))
+    h, rest = divmod(hundredths, 360_000)
+    m, rest = divmod(rest, 6_000)
+    return f"{h:02d}:{m:02d}:{rest // 100:02d}.{rest % 100:02d}"
+
+
+def format_dec(degrees: float | None) -> str:
+    """Decimal degrees as `±DD:MM:SS.s`, truncated like the frontend's DecDisplay."""
+    if degrees is None or not math.isfinite(degrees):
+        return ""
+    sign = "-" if degrees < 0 else "+"
+    tenths = math.floor(round(abs(degrees) * 36_000, 6))
+    d, rest = divmod(tenths, 36_000)
+    m, rest = divmod(rest, 600)
+    return f"{sign}{d:02d}:{m:02d}:{rest // 10:02d}.{rest % 10}"
+
+
+def _stack_position(package: Mapping[str, Any]) -> tuple[str, int] | None:
+    """(stack id, frame number) when both are digits, the only stacks photonranch-api collapses."""
+    stack, number = str(package.get("SMARTSTK") or ""), str(package.get("SSTKNUM") or "")
+    if stack.isdigit() and number.isdigit():
+        return stack, int(number)
+    return None
+
+
+def final_smart_stack_frames(packages: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Keep single frames and the last frame of each smart stack, as photonranch-api filters its lists.
+
+    A stack counts when SMARTSTK and SSTKNUM are digit strings (`no`, a missing header or any other id
+    leaves the frame alone); of its frames in the list, those with the highest SSTKNUM stay. Order kept.
+    """
+    last: dict[str, int] = {}
+    for package in packages:
+        position = _stack_position(package)
+        if position:
+            last[position[0]] = max(last.get(position[0], position[1]), position[1])
+    kept = []
+    for package in packages:
+        position = _stack_position(package)
+        if position is None or position[1] >= last[position[0]]:
+            kept.append(package)
+    return kept
+
+
+def plain(value: Any) -> Any:
+    """DynamoDB's numbers (Decimal) as the int or float they were written as, through maps and lists."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [plain(v) for v in value]
+    return value
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+
+
+def _epoch_ms(moment: dt.datetime | None) -> int | None:
+    return int(moment.replace(tzinfo=dt.UTC).timestamp() * 1000) if moment else None
+
+
+def format_cursor(row: Mapping[str, Any]) -> str | None:
+    """A row's place in the newest-first order as the page carries it: `{sort_date epoch ms}_{image_id}`."""
+    if row.get("sort_date") is None or row.get("image_id") is None:
+        return None
+    return f"{_epoch_ms(row['sort_date'])}_{row['image_id']}"
+
+
+def cursor_date(epoch_ms: int) -> dt.datetime:
+    """The naive UTC datetime of a cursor's milliseconds (the table's sort_date is naive UTC)."""
+    return dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=epoch_ms)
+
+
+def thumbnail_service_url(base_filename: str, **params: object) -> str:
+    """A link to the image service on the same front; booleans as `true`, empty values left out."""
+    clean = {k: ("true" if v is True else v) for k, v in params.items() if v not in (None, "", False)}
+    query = f"?{urlencode(clean)}" if clean else ""
+    return f"{THUMBNAIL_SERVICE}/{quote(base_filename)}{query}"
+
+
+def header_of(row: Mapping[str, Any]) -> dict[str, str] | None:
+    """The row's header JSON as a dict (photonranch-api `json.loads` it), None when absent or unreadable."""
+    raw = row.get("header")
+    if not raw:
+        return None
+    try:
+        header = json.loads(raw)
+    except ValueError:
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def exposure_package(row: Mapping[str, Any], sign: Callable[[str], str], thumbnail_height: int) -> dict[str, Any]:
+    """One exposure as the page lists it: photonranch-api's image package plus the display strings.
+
+    `sign(key)` makes a link to an object. The thumbnail is the 11.jpg when the row says it exists,
+    else the image service's render at the thumbnail height.
+    """
+    header = header_of(row) or {}
+    base, data_type = row["base_filename"], row["data_type"]
+    prefix = f"data/{base}-{data_type}"
+    if row.get("jpg_small_exists"):
+        thumbnail, source = sign(f"{prefix}11.jpg"), "jpg"
+    else:
+        thumbnail, source = thumbnail_service_url(base, height=thumbnail_height, image=True), "service"
+    return {
+        "image_id": row.get("image_id"),
+        "base_filename": base,
+        "site": row.get("site"),
+        "data_type": data_type,
+        "s3_directory": "data",
+        "capture_date": _epoch_ms(row.get("capture_date")),
+        "capture_date_iso": _iso(row.get("capture_date")),
+        "sort_date": _epoch_ms(row.get("sort_date")),
+        "exposure_time": row.get("exposure_time"),
+        "filter_used": row.get("filter_used"),
+        "right_ascension": row.get("right_ascension"),
+        "declination": row.get("declination"),
+        "ra_display": format_ra(row.get("right_ascension")),
+        "dec_display": format_dec(row.get("declination")),
+        "altitude": row.get("altitude"),
+        "azimuth": row.get("azimuth"),
+        "airmass": row.get("airmass"),
+        "username": row.get("username"),
+        "user_id": row.get("user_id"),
+        "object": header.get("OBJECT", ""),
+        "SMARTSTK": header.get("SMARTSTK", ""),
+        "SSTKNUM": header.get("SSTKNUM", ""),
+        "SSTKLEN": header.get("SSTKLEN", ""),
+        **{flag: bool(row.get(flag)) for flag in ("fits_01_exists", "fits_10_exists", "jpg_medium_exists",
+                                                    "jpg_small_exists")},
+        "jpg_url": sign(f"{prefix}10.jpg") if row.get("jpg_medium_exists") else "",
+        "thumbnail_url": thumbnail,
+        "thumbnail_source": source,
+        "cursor": format_cursor(row),
+    }
+
+
+def channel_package(channel: int, item: Mapping[str, Any] | None, sign: Callable[[str], str]) -> dict[str, Any]:
+    """An info-image channel as photonranch-api's info image package, with links; `empty` when unset."""
+    if not item or not item.get("base_filename"):
+        return {"channel": channel, "empty": True}
+    raw_header = item.get("header")
+    header: Mapping[str, Any] = raw_header if isinstance(raw_header, Mapping) else {}
+    small, medium = item.get("jpg_11_file_path"), item.get("jpg_10_file_path")
+    if item.get("jpg_small_exists") and small:
+        thumbnail = sign(small)
+    elif item.get("jpg_medium_exists") and medium:
+        thumbnail = sign(medium)
+    else:
+        thumbnail = ""
+    return {
+        "channel": channel,
+        "empty": False,
+        "base_filename": item["base_filename"],
+        "data_type": item.get("data_type"),
+        "file_date": item.get("file_date"),
+        "s3_directory": "info-images",
+        "object": header.get("OBJECT", ""),
+        "filter": header.get("FILTER", ""),
+        "date_obs": header.get("DATE-OBS", ""),
+        **{flag: bool(item.get(flag)) for flag in ("fits_01_exists", "fits_10_exists", "jpg_medium_exists",
+                                                     "jpg_small_exists")},
+        "jpg_url": sign(medium) if item.get("jpg_medium_exists") and medium else "",
+        "thumbnail_url": thumbnail,
+        "expiration_timestamp": item.get("expiration_timestamp"),
+    }
+
+
+def upload_row(item: Mapping[str, Any]) -> dict[str, Any]:
+    """An upload-log item for the dev-tools table: the contract's fields, and whether it is a failure."""
+    status = str(item.get("status", ""))
+    uploaded = item.get("upload_timestamp_s")
+    return {
+        "upload_id": item.get("upload_id"),
+        "filename": item.get("filename"),
+        "size_bytes": item.get("size_bytes"),
+        "status": status,
+        "reason": item.get("reason", ""),
+        "upload_timestamp_s": uploaded,
+        "uploaded_iso": _iso(dt.datetime.fromtimestamp(uploaded, dt.UTC)) if isinstance(uploaded, int) else None,
+        "failure": status in ("failed", "rejected"),
+    }
+
+
+def expiry_row(item: Mapping[str, Any], now: float) -> dict[str, Any]:
+    expires = item.get("expiration_timestamp_s")
+    return {
+        "base_filename": item.get("pk"),
+        "s3_directory": item.get("s3_directory"),
+        "expiration_timestamp_s": expires,
+        "expires_iso": _iso(dt.datetime.fromtimestamp(expires, dt.UTC)) if isinstance(expires, int) else None,
+        "seconds_left": max(0, int(expires - now)) if isinstance(expires, int) else None,
+        "cancelled": expires is None,
+    }
+
+
+def file_kind(filename: str) -> str:
+    """What a file of an exposure is, in the words of DESIGN.md 2.1."""
+    for suffix, kind in (
+        ("11.jpg", "thumbnail JPG"),
+        ("10.jpg", "medium JPG"),
+        ("13.jpg", "medium JPG"),
+        (".txt", "header text"),
+    ):
+        if filename.endswith(suffix):
+            return kind
+    if ".fits" in filename:
+        reduction = filename.split(".fits")[0][-2:]
+        return {"00": "large FITS", "01": "large FITS", "10": "small FITS", "13": "small FITS"}.get(reduction, "FITS")
+    return "other"
+
+
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading the archive.
+
+
+def presigner() -> Callable[..., str]:
+    """`sign(key, download=None)`: a presigned GET of the bucket's object (computed locally, no request);
+    with `download`, the answer carries `Content-Disposition: attachment` under that file name, so a link
+    on another origin (the bucket's) still saves as the file it is."""
+
+    s3, bucket = client("s3"), get_settings().bucket
+
+    def sign(key: str, download: str | None = None) -> str:
+        params = {"Bucket": bucket, "Key": key}
+        if download:
+            params["ResponseContentDisposition"] = f'attachment; filename="{download}"'
+        return s3.generate_presigned_url("get_object", Params=params, ExpiresIn=URL_SECONDS)
+
+    return sign
+
+
+def thumbnail_height() -> int:
+    return get_settings().thumbnail_height_px
+
+
+def bucket_sites() -> set[str]:
+    """Every site with an object in the bucket under a notified directory: S3 lists the prefixes before
+    the first `-` (`data/tst-`), one entry per site, so this reads no object of any site."""
+    s3, bucket = client("s3"), get_settings().bucket
+    sites: set[str] = set()
+    for directory in S3_DIRECTORIES:
+        paginator = s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=f"{directory}/", Delimiter="-"):
+            for prefix in page.get("CommonPrefixes", []):
+                site = prefix["Prefix"][len(directory) + 1:-1]
+                if is_site(site):
+                    sites.add(site)
+    return sites
+
+
+def site_list() -> list[dict[str, Any]]:
+    """Every site with rows in `images` or items in the upload log, with its row count and newest date.
+
+    Without a scan of the upload log: the sites come from the table's summary (one GROUP BY over the
+    site index) and the bucket's site prefixes (an upload is an object first), and a site the table does
+    not know is kept when a one-key query finds it in the log; `unknown_site` likewise. The queries run
+    side by side.
+    """
+    with database.get_engine().connect() as conn:
+        summaries = {s["site"]: s for s in db.site_summaries(conn) if s["site"]}
+    candidates = sorted((bucket_sites() - set(summaries)) | {UNKNOWN_SITE})
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        logged = {site for site, found in zip(candidates, pool.map(has_uploads, candidates), strict=True) if found}
+    sites = sorted(set(summaries) | logged)
+    return [
+        {
+            "site": site,
+            "exposures": summaries[site]["exposures"] if site in summaries else 0,
+            "latest": _iso(summaries[site]["latest"]) if site in summaries else None,
+            "log_only": site not in summaries,
+        }
+        for site in sites
+    ]
+
+
+def exposures_page(site: str, limit: int, filters: Mapping[str, Any], before: Cursor | None,
+                   with_preview: bool) -> dict[str, Any]:
+    """A page of the site's filtered exposures after `before`, with the cursor of the next page and (on the
+    first page) the total the filters match. Smart stacks fold within the page; the page folds them
+    across pages (a stack's later frames come first, newest first)."""
+    with database.get_engine().connect() as conn:
+        rows = db.exposure_page(conn, site, limit + 1, filters=filters, before=before, with_preview=with_preview)
+        total = None if before else db.count_exposures(conn, site, filters=filters, with_preview=with_preview)
+    more, rows = len(rows) > limit, rows[:limit]
+    sign, height = presigner(), thumbnail_height()
+    packages = [exposure_package(row, sign, height) for row in rows]
+    kept = final_smart_stack_frames(packages)
+    return {
+        "site": site,
+        "exposures": kept,
+        "rows_read": len(rows),
+        "collapsed": len(rows) - len(kept),
+        "total": total,
+        "next": format_cursor(rows[-1]) if more and rows else None,
+    }
+
+
+def site_facets(site: str) -> dict[str, Any]:
+    with database.get_engine().connect() as conn:
+        return {"site": site, **db.exposure_facets(conn, site)}
+
+
+def allsky_images(site: str, sign: Callable[..., str]) -> list[dict[str, Any]]:
+    """The site's newest all-sky images (their medium JPGs under allsky/, thumbnails where written)."""
+    objects = list_exposure_objects(get_settings().bucket, f"allsky/{site}-")
+    keys = {obj["Key"] for obj in objects}
+    medium = sorted((obj for obj in objects if obj["Key"].endswith("10.jpg")),
+                    key=lambda o: (o.get("LastModified") or dt.datetime.min.replace(tzinfo=dt.UTC), o["Key"]),
+                    reverse=True)[:ALLSKY_SHOWN]
+    shown = []
+    for obj in medium:
+        key = obj["Key"]
+        small = key[: -len("10.jpg")] + "11.jpg"
+        name = key.rsplit("/", 1)[-1]
+        shown.append({
+            "key": key,
+            "name": name,
+            "base_filename": name.rsplit("-", 1)[0],
+            "last_modified": _iso(obj["LastModified"].astimezone(dt.UTC).replace(tzinfo=None))
+            if obj.get("LastModified") else None,
+            "jpg_url": sign(key),
+            "thumbnail_url": sign(small if small in keys else key),
+        })
+    return shown
+
+
+def exposure_files(s3_directory: str, base: str, sign: Callable[..., str]) -> list[dict[str, Any]]:
+    """The exposure's objects under its directory, each with a link that downloads it under its name."""
+    objects = list_exposure_objects(get_settings().bucket, f"{s3_directory}/{base}-")
+    files = []
+    for obj in sorted(objects, key=lambda o: o["Key"]):
+        name = obj["Key"].rsplit("/", 1)[-1]
+        files.append({
+            "key": obj["Key"],
+            "name": name,
+            "kind": file_kind(obj["Key"]),
+            "size_bytes": obj.get("Size"),
+            "last_modified": _iso(obj["LastModified"].astimezone(dt.UTC).replace(tzinfo=None))
+            if obj.get("LastModified") else None,
+            "url": sign(obj["Key"], download=name),
+            "view_url": sign(obj["Key"]) if name.endswith(".jpg") else None,
+        })
+    return files
+
+
+def info_header(site: str, base: str) -> dict[str, str] | None:
+    for item in plain(read_channels(site))["channels"].values():
+        if item and item.get("base_filename") == base and isinstance(item.get("header"), dict):
+            return item["header"]
+    return None
+
+
+def first_present(items: Iterable[Mapping[str, Any]], kind: str) -> Mapping[str, Any] | None:
+    return next((f for f in items if f["kind"] == kind), None)
