@@ -13,9 +13,11 @@ handler that raises is a 500 `{"message": "Internal Server Error"}` (logged here
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import re
+import socket
 import threading
 import time
 import uuid
@@ -221,6 +223,27 @@ class LocalApiServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], routes: Sequence[Route]) -> None:
         super().__init__(address, _RequestHandler)
         self.routes = list(routes)
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Cut the kept-alive connections too: a stopped front answers nobody, as a stopped stack would
+        (serve_forever's shutdown only stops accepting new ones)."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
 
 class LocalApi:
@@ -250,6 +273,7 @@ class LocalApi:
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
+            self._server.close_connections()
             self._server.server_close()
             self._server = None
         if self._thread is not None:

@@ -663,8 +663,8 @@ def test_axe_finds_nothing_serious_on_the_list_the_dialog_and_the_dev_tools(nigh
 def test_the_archive_going_away_shows_a_banner_keeps_the_list_and_recovers(night, browser):
     page = browser.page
     page.goto(viewer.page_url(night.stack.api_url) + "?site=tst")
-    before = shown(page)
-    assert before
+    before = folded(tst_data(night))
+    expect_cards(page, before)
     front = night.stack.api
     assert front is not None
     port = urlsplit(night.stack.api_url).port

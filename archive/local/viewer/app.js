@@ -20,7 +20,7 @@ const UNKNOWN_SITE = 'unknown_site';
 const state = {
   sites: [], site: null, params: new URLSearchParams(), listKey: null, logKey: null,
   cards: new Map(), stackShown: new Map(), next: null, total: null, folded: 0, loadingOlder: false, listSeq: 0,
-  pending: [], expiries: new Map(), logNext: null, activity: null, timer: null, unreachable: false,
+  pending: [], expiries: new Map(), logNext: null, logSeq: 0, activity: null, timer: null, unreachable: false,
   detail: null, renderSeq: 0,
 };
 
@@ -282,7 +282,11 @@ async function loadChannels(site) {
     return;
   }
   if (site !== state.site) return;
+  // A channel that still shows the same image keeps its element (and its signed link): no new download.
+  const shown = new Map([...box.querySelectorAll('.channel[data-base]')].map(n => [`${n.dataset.channel}/${n.dataset.base}`, n]));
   box.replaceChildren(...channels.map(c => {
+    const same = !c.empty && shown.get(`${c.channel}/${c.base_filename}`);
+    if (same) return same;
     if (c.empty) {
       return el('div', { class: 'channel empty', dataset: { channel: c.channel } },
         el('span', { class: 'channel-title' }, `info image channel ${c.channel}`),
@@ -486,6 +490,7 @@ function scrolledAway() {
 // what is on screen keeps its element and its image. Scrolled away, the new cards wait behind a pill.
 async function refreshNewest(site) {
   if (site === UNKNOWN_SITE) return;
+  const seq = state.listSeq;  // a list loaded meanwhile (other filters) makes this answer stale
   let answer;
   try {
     answer = await getJSON(`${siteApi(site, 'exposures')}?${listQuery()}`);
@@ -493,7 +498,7 @@ async function refreshNewest(site) {
     markUnreachable(error);
     return;
   }
-  if (site !== state.site) return;
+  if (site !== state.site || seq !== state.listSeq) return;
   if (!state.cards.size && answer.exposures.length) { await loadList(site); return; }
   const top = document.querySelector('#exposures .exposure');
   const topCursor = top ? top.dataset.cursor : null;
@@ -582,14 +587,15 @@ function logQuery(extra = {}) {
 
 async function loadUploads(site, older = false) {
   const tbody = document.querySelector('#uploads tbody');
+  const seq = older ? state.logSeq : ++state.logSeq;  // a later filter's answer wins over an earlier one's
   let answer;
   try {
     answer = await getJSON(`${siteApi(site, 'uploads')}?${logQuery(older ? { before: state.logNext } : {})}`);
   } catch (error) {
-    if (!markUnreachable(error)) fill(tbody, [], error.message, 4);
+    if (seq === state.logSeq && !markUnreachable(error)) fill(tbody, [], error.message, 4);
     return;
   }
-  if (site !== state.site) return;
+  if (site !== state.site || seq !== state.logSeq) return;
   const rows = answer.uploads.map(uploadRow);
   if (older) {
     tbody.append(...rows);
