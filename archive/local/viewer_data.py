@@ -17,6 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -35,6 +37,7 @@ from archive.settings import get_settings
 THUMBNAIL_SERVICE = "/thumbnails"  # the image service's route on the same front (archive/local/api.py)
 URL_SECONDS = 3600  # presigned links the page loads at once; the page keeps those it shows
 ALLSKY_SHOWN = 12  # the newest all-sky images a site's strip shows
+BUCKET_SITES_SECONDS = 10.0  # how long the bucket's list of sites is reused
 
 Cursor = tuple[dt.datetime, int]  # (sort_date, image_id) of the last row of a page
 
@@ -288,19 +291,49 @@ def thumbnail_height() -> int:
     return get_settings().thumbnail_height_px
 
 
-def bucket_sites() -> set[str]:
-    """Every site with an object in the bucket under a notified directory: S3 lists the prefixes before
-    the first `-` (`data/tst-`), one entry per site, so this reads no object of any site."""
+def _directory_sites(directory: str) -> set[str]:
     s3, bucket = client("s3"), get_settings().bucket
     sites: set[str] = set()
-    for directory in S3_DIRECTORIES:
-        paginator = s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=bucket, Prefix=f"{directory}/", Delimiter="-"):
-            for prefix in page.get("CommonPrefixes", []):
-                site = prefix["Prefix"][len(directory) + 1:-1]
-                if is_site(site):
-                    sites.add(site)
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{directory}/", Delimiter="-"):
+        for prefix in page.get("CommonPrefixes", []):
+            site = prefix["Prefix"][len(directory) + 1:-1]
+            if is_site(site):
+                sites.add(site)
     return sites
+
+
+_BUCKET_SITES: dict[tuple[str, int], tuple[float, set[str]]] = {}
+_BUCKET_SITES_LOCK = threading.Lock()
+
+
+def bucket_sites(pool: ThreadPoolExecutor | None = None) -> set[str]:
+    """Every site with an object in the bucket under a notified directory: S3 lists the prefixes before
+    the first `-` (`data/tst-`), one entry per site, so this reads no object of any site. Kept for
+    BUCKET_SITES_SECONDS (a new site's first upload shows within that), per bucket and client."""
+    key = (get_settings().bucket, id(client("s3")))
+    with _BUCKET_SITES_LOCK:
+        cached = _BUCKET_SITES.get(key)
+    if cached is not None and time.monotonic() - cached[0] < BUCKET_SITES_SECONDS:
+        return set(cached[1])
+    if pool is None:
+        found = [_directory_sites(d) for d in S3_DIRECTORIES]
+    else:
+        found = list(pool.map(_directory_sites, S3_DIRECTORIES))
+    sites = set().union(*found)
+    with _BUCKET_SITES_LOCK:
+        _BUCKET_SITES[key] = (time.monotonic(), sites)
+    return set(sites)
+
+
+def forget_bucket_sites() -> None:
+    """Drop the kept list of the bucket's sites (a test that changes buckets under one client)."""
+    with _BUCKET_SITES_LOCK:
+        _BUCKET_SITES.clear()
+
+
+def _summaries() -> dict[str, dict[str, Any]]:
+    with database.get_engine().connect() as conn:
+        return {s["site"]: s for s in db.site_summaries(conn) if s["site"]}
 
 
 def site_list() -> list[dict[str, Any]]:
@@ -308,14 +341,18 @@ def site_list() -> list[dict[str, Any]]:
 
     Without a scan of the upload log: the sites come from the table's summary (one GROUP BY over the
     site index) and the bucket's site prefixes (an upload is an object first), and a site the table does
-    not know is kept when a one-key query finds it in the log; `unknown_site` likewise. The queries run
+    not know is kept when a one-key query finds it in the log; `unknown_site` likewise. The reads run
     side by side.
     """
-    with database.get_engine().connect() as conn:
-        summaries = {s["site"]: s for s in db.site_summaries(conn) if s["site"]}
-    candidates = sorted((bucket_sites() - set(summaries)) | {UNKNOWN_SITE})
     with ThreadPoolExecutor(max_workers=8) as pool:
-        logged = {site for site, found in zip(candidates, pool.map(has_uploads, candidates), strict=True) if found}
+        summaries_future = pool.submit(_summaries)
+        unknown_future = pool.submit(has_uploads, UNKNOWN_SITE)
+        in_bucket = bucket_sites(pool)
+        summaries = summaries_future.result()
+        candidates = sorted(in_bucket - set(summaries) - {UNKNOWN_SITE})
+        found = dict(zip(candidates, pool.map(has_uploads, candidates), strict=True))
+        found[UNKNOWN_SITE] = unknown_future.result()
+    logged = {site for site, present in found.items() if present}
     sites = sorted(set(summaries) | logged)
     return [
         {

@@ -15,7 +15,7 @@ from archive import aws
 from archive.database import get_engine
 from archive.formats.filenames import UNKNOWN_SITE
 from archive.ingest.expirations import cancel_expiry
-from archive.local import viewer
+from archive.local import viewer, viewer_data
 from archive.local.api import dispatch
 from archive.settings import get_settings
 from handlers.ingest import handler as ingest
@@ -73,6 +73,7 @@ def exposure(counter: int, minute: int, *, letters: str = "hjt", data_type: str 
 
 @pytest.fixture
 def archive(database, aws_stack):
+    viewer_data.forget_bucket_sites()  # each test has a bucket of its own
     return aws_stack
 
 
