@@ -158,11 +158,12 @@ def engine_for(url: str) -> Engine:
     return _ENGINES.setdefault(url, engine)
 
 
-def dispose_engines() -> None:
-    """Close pooled connections and forget engines (tests, or after a fork)."""
+def dispose_engines(close: bool = True) -> None:
+    """Close pooled connections and forget engines (tests). After a fork or a restore from a snapshot,
+    `close=False`: the pooled sockets are not this process's to close, only to drop."""
     while _ENGINES:
         _, engine = _ENGINES.popitem()
-        engine.dispose()
+        engine.dispose(close=close)
 
 
 def _insert_for(dialect: str) -> Any:

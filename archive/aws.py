@@ -6,7 +6,7 @@ through settings, so the same code talks to AWS, to moto's server, or to moto in
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cache
 from typing import Any, TypeVar
 
@@ -19,6 +19,8 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from archive.settings import get_settings
 
 T = TypeVar("T")
+# botocore event handlers every client built here carries (on_client_event).
+_event_handlers: list[tuple[str, Callable[..., Any]]] = []
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -42,7 +44,10 @@ def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 @cache
 def _session() -> Any:
     # One session for every client: each new session loads botocore's endpoint data again (~50 ms).
-    return boto3.session.Session()
+    session = boto3.session.Session()
+    for event, handler in _event_handlers:
+        session.events.register(event, handler)
+    return session
 
 
 @cache
@@ -66,9 +71,42 @@ def credentials() -> Any:
 
 
 def clear_clients() -> None:
-    """Forget cached clients (tests switch endpoints and credentials)."""
+    """Forget cached clients (tests switch endpoints and credentials; a SnapStart restore gets new ones)."""
     _client.cache_clear()
     _session.cache_clear()
+
+
+def warm_clients(services: Sequence[str] = ("s3", "sqs", "dynamodb", "ssm")) -> None:
+    """Build the clients now: the session loads each service's model and the endpoint rules once
+    (~0.1-0.3 s), which a SnapStart snapshot then holds (archive/snapstart.py)."""
+    for service in services:
+        client(service)
+
+
+def forget_credentials() -> None:
+    """Drop the clients and the credentials the session resolved, keeping what it loaded (service models,
+    endpoint rules): the next client signs with credentials resolved afresh. After a SnapStart restore,
+    the snapshot's credentials are not the restored environment's to use."""
+    _client.cache_clear()
+    _session()._session._credentials = None  # botocore resolves them again for the next client
+
+
+def on_client_event(event: str, handler: Callable[..., Any]) -> Callable[[], None]:
+    """Have every client built from now on call `handler` on botocore's `event` (`before-parameter-build`,
+    `after-call`…), and return the undo. Cached clients are dropped, so none is left without it.
+
+    What sees every AWS call the code makes: tests/integration/test_least_privilege.py records each
+    function's calls with it and evaluates them against the function's IAM policy.
+    """
+    entry = (event, handler)
+    _event_handlers.append(entry)
+    clear_clients()
+
+    def undo() -> None:
+        _event_handlers.remove(entry)
+        clear_clients()
+
+    return undo
 
 
 # AWS telling us to slow down (S3 says SlowDown with a 503): the caller should come back in a moment.

@@ -15,9 +15,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
     from astropy.io import fits
+    from astropy.io.fits.hdu.compressed import _quantization as fits_quantization
+    from astropy.io.fits.hdu.compressed import _tiled_compression as fits_tiles
     from PIL import Image, ImageDraw, ImageFont, ImageOps, JpegImagePlugin
 
-    __all__ = ["Image", "ImageDraw", "ImageFont", "ImageOps", "JpegImagePlugin", "fits", "np"]
+    __all__ = ["Image", "ImageDraw", "ImageFont", "ImageOps", "JpegImagePlugin", "fits", "fits_quantization",
+               "fits_tiles", "np"]
 
 DEFERRED = {
     "Image": "PIL.Image",
@@ -26,6 +29,9 @@ DEFERRED = {
     "ImageOps": "PIL.ImageOps",
     "JpegImagePlugin": "PIL.JpegImagePlugin",
     "fits": "astropy.io.fits",
+    # astropy's tile codecs (what CompImageHDU decodes with), for .fz read tile by tile (archive/formats/fz_tiles.py)
+    "fits_tiles": "astropy.io.fits.hdu.compressed._tiled_compression",
+    "fits_quantization": "astropy.io.fits.hdu.compressed._quantization",
     "np": "numpy",
 }
 
@@ -35,3 +41,20 @@ def __getattr__(name: str) -> ModuleType:
         return importlib.import_module(DEFERRED[name])
     except KeyError:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+
+
+def warm_up() -> list[str]:
+    """Import every deferred module this installation ships, and name them.
+
+    For SnapStart (archive/snapstart.py): imports done before the snapshot cost nothing at restore, so
+    there the deferral only gets in the way. A module the zip does not ship (ingest and expire have no
+    numpy or astropy) is skipped.
+    """
+    done = []
+    for name, module in DEFERRED.items():
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            continue
+        done.append(name)
+    return done

@@ -8,6 +8,7 @@ local stack change the environment and call `get_settings.cache_clear()`.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -15,6 +16,10 @@ from typing import Any
 
 DEFAULT_EXPIRING_DATA_TYPES = "EP=604800,EF=86400"
 DEFAULT_SITE_EXPIRY = "tst=300"
+# The web app, and the ports its development servers use (Vue CLI 8080, Vite 5173, others 3000).
+DEFAULT_CORS_ORIGINS = ("https://www.photonranch.org", "http://localhost:8080", "http://localhost:5173",
+                        "http://localhost:3000")
+_ORIGIN = re.compile(r"https?://[^/\s:]+(:\d{1,5})?")
 
 
 def _int(env: Mapping[str, str], name: str) -> int:
@@ -34,6 +39,15 @@ def _lifespans(raw: str, name: str) -> dict[str, int]:
             raise ValueError(f"setting {name} must look like 'EP=604800,EF=86400', got {raw!r}")
         out[key.strip()] = int(seconds)
     return out
+
+
+def _origins(raw: str, name: str) -> tuple[str, ...]:
+    """Parse `https://a.example,http://localhost:8080` (scheme, host, optional port; no path)."""
+    origins = tuple(filter(None, (part.strip().rstrip("/") for part in raw.split(","))))
+    bad = [origin for origin in origins if not _ORIGIN.fullmatch(origin)]
+    if bad:
+        raise ValueError(f"setting {name} must list origins like 'https://www.photonranch.org', got {bad[0]!r}")
+    return origins
 
 
 @dataclass(frozen=True)
@@ -70,9 +84,27 @@ class Settings:
     render_assumed_credential_seconds: int = 900
     render_max_pixels: int = 100_000_000
     render_max_source_bytes: int = 512 * 1024 * 1024
-    # /health/ready fails when the ingest dead-letter queue holds more messages than this.
+    # The rest of a render's budget, all checked from headers before any data is read
+    # (archive/formats/fits_data.py): pixels per axis, decompressed bytes of the frame, and the bytes one
+    # row of .fz tiles decompresses to (what is held at once). A render past its deadline answers 504; it
+    # stays under the function's 28 s timeout so the answer is ours, not API Gateway's.
+    render_max_axis: int = 100_000
+    render_max_data_bytes: int = 1024 * 1024 * 1024
+    render_max_tile_bytes: int = 64 * 1024 * 1024
+    render_deadline_seconds: int = 24
+    # The Lambda's memory setting (set by the Lambda runtime): CPU is given in proportion to it, which
+    # decides how many threads decode bzip2 (archive/formats/bz2_blocks.py). None outside Lambda.
+    lambda_memory_mb: int | None = None
+    # Dead letters of the ingest queue above this are reported as a warning by /health/ready.
     ready_max_dead_letters: int = 0
+    # Origins whose pages may read the image API's answers (CORS); serverless.yml's `corsOrigins`.
+    cors_origins: tuple[str, ...] = DEFAULT_CORS_ORIGINS
     log_level: str = "INFO"
+    # CloudWatch metrics (archive/metrics.py): their namespace, and the `service` dimension and log key.
+    metrics_namespace: str = "PhotonRanchArchive"
+    service_name: str = "photonranch-archive"
+    # The local stack only: where it keeps the functions' metric lines for `status` and the viewer.
+    metrics_log: str | None = None
 
     def expiry_seconds(self, site: str, data_type: str) -> int | None:
         """Lifespan of an exposure, or None when its data type does not expire."""
@@ -92,12 +124,15 @@ _TEXT = {
     "ingest_queue_name": "INGEST_QUEUE_NAME",
     "thumbnail_cache_control": "THUMBNAIL_CACHE_CONTROL",
     "log_level": "LOG_LEVEL",
+    "metrics_namespace": "POWERTOOLS_METRICS_NAMESPACE",
+    "service_name": "POWERTOOLS_SERVICE_NAME",
 }
 _OPTIONAL = {
     "aws_endpoint_url": "AWS_ENDPOINT_URL",
     "database_url": "DATABASE_URL",
     "database_url_ssm_param": "DATABASE_URL_SSM_PARAM",
     "datastream_queue_url": "DATASTREAM_QUEUE_URL",
+    "metrics_log": "ARCHIVE_METRICS_LOG",
 }
 _INTEGER = {
     "uploads_log_ttl_hours": "UPLOADS_LOG_TTL_HOURS",
@@ -113,6 +148,11 @@ _INTEGER = {
     "render_assumed_credential_seconds": "RENDER_ASSUMED_CREDENTIAL_SECONDS",
     "render_max_pixels": "RENDER_MAX_PIXELS",
     "render_max_source_bytes": "RENDER_MAX_SOURCE_BYTES",
+    "render_max_axis": "RENDER_MAX_AXIS",
+    "render_max_data_bytes": "RENDER_MAX_DATA_BYTES",
+    "render_max_tile_bytes": "RENDER_MAX_TILE_BYTES",
+    "render_deadline_seconds": "RENDER_DEADLINE_SECONDS",
+    "lambda_memory_mb": "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
 }
 # Names that embed the stage when not set explicitly.
 _PER_STAGE = {
@@ -123,7 +163,7 @@ _PER_STAGE = {
 
 # Every environment variable load_settings reads (the deployment sets them; tests check the template).
 ENVIRONMENT = (
-    "STAGE", "AWS_REGION", "AWS_DEFAULT_REGION", "EXPIRING_DATA_TYPES", "SITE_EXPIRY_SECONDS",
+    "STAGE", "AWS_REGION", "AWS_DEFAULT_REGION", "EXPIRING_DATA_TYPES", "SITE_EXPIRY_SECONDS", "CORS_ORIGINS",
     *_TEXT.values(), *_OPTIONAL.values(), *_INTEGER.values(),
 )
 
@@ -139,6 +179,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         "site_expiry_seconds": _lifespans(env.get("SITE_EXPIRY_SECONDS", DEFAULT_SITE_EXPIRY), "SITE_EXPIRY_SECONDS"),
     }
+    if env.get("CORS_ORIGINS", "").strip():
+        values["cors_origins"] = _origins(env["CORS_ORIGINS"], "CORS_ORIGINS")
     values.update({name: pattern.format(stage=stage) for name, pattern in _PER_STAGE.items()})
     values.update({name: env[var] for name, var in _TEXT.items() if env.get(var)})
     values.update({name: env.get(var) or None for name, var in _OPTIONAL.items()})

@@ -12,6 +12,8 @@
 // 3. Drop the shared execution role when no function uses it: serverless-iam-roles-per-function gives
 //    each function its own role but leaves the framework's shared one (the union of every event's
 //    permissions) in the template, where nothing needs it and anyone allowed to pass roles could use it.
+// 4. With X-Ray tracing on (the `tracing` param), give each traced function's own role X-Ray's write
+//    actions, which the framework adds to the shared role only.
 
 const path = require('path');
 const { spawnSync } = require('child_process');
@@ -26,7 +28,7 @@ class PackagePlugin {
       'deploy:function:packageFunction': () => this.finishRequirements(),
       'after:package:createDeploymentArtifacts': () => this.finishZips(),
       'after:deploy:function:packageFunction': () => this.finishZips(),
-      'before:package:finalize': () => this.dropUnusedSharedRole(),
+      'before:package:finalize': () => { this.grantTracing(); this.dropUnusedSharedRole(); },
     };
   }
 
@@ -70,13 +72,51 @@ class PackagePlugin {
     }
   }
 
+  // With `tracing: true` (a stage param), the framework grants X-Ray's write actions only to its shared
+  // role; Lambda refuses active tracing unless the function's own role may send segments. X-Ray has no
+  // resource-level permissions, hence `*`.
+  grantTracing() {
+    const template = this.serverless.service.provider.compiledCloudFormationTemplate;
+    const functions = Object.values(template.Resources).filter(
+      (r) => r.Type === 'AWS::Lambda::Function' && r.Properties.TracingConfig
+        && r.Properties.TracingConfig.Mode === 'Active');
+    for (const fn of functions) {
+      const roleId = fn.Properties.Role && fn.Properties.Role['Fn::GetAtt'] && fn.Properties.Role['Fn::GetAtt'][0];
+      const role = roleId && template.Resources[roleId];
+      if (!role || !role.Properties.Policies || !role.Properties.Policies.length) continue;
+      const statements = role.Properties.Policies[0].PolicyDocument.Statement;
+      if (statements.some((s) => s.Sid === 'XRayTracing')) continue;
+      statements.push({ Sid: 'XRayTracing', Effect: 'Allow',
+        Action: ['xray:PutTraceSegments', 'xray:PutTelemetryRecords'], Resource: '*' });
+    }
+  }
+
   dropUnusedSharedRole() {
     const template = this.serverless.service.provider.compiledCloudFormationTemplate;
     const roleId = this.serverless.getProvider('aws').naming.getRoleLogicalId();
     if (!template.Resources[roleId]) return;
+    this.pointMappingsAtFunctionRoles(template, roleId);
     const rest = { ...template, Resources: { ...template.Resources } };
     delete rest.Resources[roleId];
     if (!JSON.stringify(rest).includes(`"${roleId}"`)) delete template.Resources[roleId];
+  }
+
+  // serverless-iam-roles-per-function moves an event source mapping's DependsOn from the shared role to
+  // the function's own role only when the mapping names the function with Fn::GetAtt. With SnapStart
+  // the mapping names the alias (Fn::Join of the function's Arn and `snapstart`), and its DependsOn
+  // would keep the shared role in the template: move it here, to the role the function really uses.
+  pointMappingsAtFunctionRoles(template, roleId) {
+    for (const mapping of Object.values(template.Resources)) {
+      if (mapping.Type !== 'AWS::Lambda::EventSourceMapping' || !mapping.DependsOn) continue;
+      const name = mapping.Properties.FunctionName || {};
+      const parts = name['Fn::Join'] ? name['Fn::Join'][1] : [name];
+      const getAtt = parts.map((part) => part && part['Fn::GetAtt']).find(Boolean);
+      const role = getAtt && template.Resources[getAtt[0]] && template.Resources[getAtt[0]].Properties.Role;
+      const own = role && role['Fn::GetAtt'] && role['Fn::GetAtt'][0];
+      if (!own) continue;
+      const dependsOn = [].concat(mapping.DependsOn).map((id) => (id === roleId ? own : id));
+      mapping.DependsOn = [...new Set(dependsOn)];
+    }
   }
 }
 

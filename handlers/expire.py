@@ -21,6 +21,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from archive.aws import from_dynamodb
 from archive.formats.filenames import FilenameError
 from archive.ingest.expirations import TTL_IDENTITY, expire_exposure
+from handlers.metrics import record_expirations
 from handlers.observability import logger, start_invocation
 
 
@@ -35,7 +36,7 @@ def old_image(record: dict[str, Any]) -> dict[str, Any]:
     return from_dynamodb(image)
 
 
-def _expire(record: dict[str, Any]) -> None:
+def _expire(record: dict[str, Any]) -> str:
     item = old_image(record)
     pk, directory = item.get("pk"), item.get("s3_directory")
     if not isinstance(pk, str) or not isinstance(directory, str):
@@ -43,7 +44,7 @@ def _expire(record: dict[str, Any]) -> None:
             "expiry record without pk/s3_directory in its OldImage; nothing deleted",
             extra={"event_id": record.get("eventID"), "keys": sorted(item)},
         )
-        return
+        return "invalid"
     try:
         expire_exposure(directory, pk)  # logs what it deleted
     except FilenameError as exc:
@@ -51,22 +52,26 @@ def _expire(record: dict[str, Any]) -> None:
             "invalid expiry record; nothing deleted",
             extra={"base_filename": pk, "s3_directory": directory, "reason": exc.reason},
         )
+        return "invalid"
+    return "expired"
 
 
-def _record_handler(record: DynamoDBRecord) -> None:
+def _record_handler(record: DynamoDBRecord) -> str:
+    """What became of the record (the `Expirations` metric's outcome); raises when it must be retried."""
     raw = record.raw_event
     if raw.get("eventName") != "REMOVE":
-        return
+        return "ignored"
     if not is_ttl_removal(raw):
         logger.info("expiry cancelled (manual REMOVE); nothing deleted",
                     extra={"base_filename": old_image(raw).get("pk"), "user_identity": raw.get("userIdentity")})
-        return
-    _expire(raw)
+        return "cancelled"
+    return _expire(raw)
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     start_invocation("expire", context)
     processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
     with processor(records=event.get("Records") or [], handler=_record_handler, lambda_context=context):
-        processor.process()
+        results = processor.process()
+    record_expirations(str(result) if status == "success" else "failed" for status, result, _ in results)
     return dict(processor.response())

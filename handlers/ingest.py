@@ -15,15 +15,33 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from archive import database
+from archive import database, snapstart
+from archive.clock import utc_now
 from archive.errors import RetryableError
 from archive.ingest import datastream
-from archive.ingest.pipeline import Outcome, ingest_upload
+from archive.ingest.pipeline import Outcome, Upload, ingest_upload
+from archive.ingest.thumbnails import rehearse
+from handlers.metrics import Measured, record_datastream, record_retried_upload, record_uploads
 from handlers.observability import logger, start_invocation
 from handlers.s3_events import EventError, is_sqs_batch, uploads_in
 
+# With SnapStart: Pillow imported and a thumbnail made before the snapshot; clients, engines and random
+# seeds renewed after each restore (archive/snapstart.py). Without it, nothing happens at init.
+snapstart.install(rehearse)
 
-def _record_handler(record: SQSRecord) -> list[Outcome]:
+
+def _ingest(upload: Upload) -> Measured:
+    """One upload, with its lag: from its S3 event time to `ingest_upload`'s return (row committed, upload
+    logged). One that raises (to be retried) is counted as failed and re-raised."""
+    try:
+        outcome = ingest_upload(upload)
+    except Exception:
+        record_retried_upload(upload)
+        raise
+    return Measured(outcome, max(0.0, (utc_now() - upload.event_time).total_seconds() * 1000))
+
+
+def _record_handler(record: SQSRecord) -> list[Measured]:
     try:
         uploads = uploads_in(record.body)
     except EventError as exc:
@@ -31,13 +49,13 @@ def _record_handler(record: SQSRecord) -> list[Outcome]:
         logger.error("unreadable message dropped", extra={"message_id": record.message_id, "reason": str(exc),
                                                           "body": record.body[:2000]})
         return []
-    return [ingest_upload(upload) for upload in uploads]
+    return [_ingest(upload) for upload in uploads]
 
 
 def _notify(outcomes: list[Outcome]) -> None:
     notifications = [o.notification for o in outcomes if o.notification is not None]
     if notifications:
-        datastream.notify(notifications)
+        record_datastream(datastream.notify(notifications))
 
 
 def handle_sqs(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -46,8 +64,10 @@ def handle_sqs(event: dict[str, Any], context: Any) -> dict[str, Any]:
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     with database.batch_scope(), processor(records=event["Records"], handler=_record_handler, lambda_context=context):
         results = processor.process()
-    outcomes = [o for status, result, _ in results if status == "success" for o in (result or [])]
-    _notify(outcomes)
+    measured = [m for status, result, _ in results if status == "success" for m in (result or [])]
+    outcomes = [m.outcome for m in measured]
+    _notify(outcomes)  # first: the live view waits for it; the metrics do not
+    record_uploads(measured)
     response = processor.response()
     logger.info("batch done", extra={"messages": len(results), "uploads": len(outcomes),
                                      "retry": len(response["batchItemFailures"])})
@@ -60,15 +80,17 @@ def handle_direct(event: dict[str, Any]) -> dict[str, Any]:
     except EventError as exc:
         logger.error("unreadable event dropped", extra={"reason": str(exc), "event": str(event)[:2000]})
         return {"uploads": 0, "error": str(exc)}
-    outcomes: list[Outcome] = []
+    measured: list[Measured] = []
     retry: list[str] = []
     with database.batch_scope():
         for upload in uploads:
             try:
-                outcomes.append(ingest_upload(upload))
+                measured.append(_ingest(upload))
             except RetryableError as exc:
                 retry.append(f"{upload.key}: {exc.reason}")
+    outcomes = [m.outcome for m in measured]
     _notify(outcomes)
+    record_uploads(measured)
     if retry:
         raise RuntimeError(f"{len(retry)} of {len(uploads)} uploads need a retry: " + "; ".join(retry))
     return {"uploads": len(uploads), "statuses": dict(Counter(o.status for o in outcomes))}

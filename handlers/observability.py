@@ -15,7 +15,7 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 
 from archive.settings import get_settings
 
-SERVICE = "photonranch-archive"
+SERVICE = get_settings().service_name  # also the metrics' `service` dimension (archive/metrics.py)
 
 logger = Logger(service=SERVICE, level=get_settings().log_level)
 copy_config_to_registered_loggers(source_logger=logger, include={"archive"})

@@ -99,7 +99,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--fresh-database", action="store_true", help="empty the embedded database first (moto's state is always new)"
     )
     parser.add_argument(
-        "--max-receive-count", type=int, default=5, help="receives before the DLQ (default: 5, as deployed)"
+        "--max-receive-count", type=int, default=None,
+        help="receives before the DLQ (default: as deployed, from serverless.yml)",
     )
     parser.add_argument(
         "--sweep-interval", type=float, default=1.0,

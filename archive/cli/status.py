@@ -1,9 +1,11 @@
 """`python -m archive status`: what the archive has been doing, from the tables and queues.
 
 Counts of logged attempts per site and status (the `recent-uploads-log` table, so the last 48 hours by
-default), the latest attempts (newest first, by when they ran) with their reasons, the depth of the
-ingest queue, its dead-letter queue and the datastream queue, and the number of `images` rows per site
-when the database is reachable. Works against the local stack (its `.archive/local.env`) or any AWS account.
+default), the latest attempts (newest first, by when they ran) with their reasons, the dashboard's
+metrics (on the local stack: uploads per site and outcome, ingest lag percentiles, render hit ratio and
+times, from the functions' own metric lines), the depth of the ingest queue, its dead-letter queue and
+the datastream queue, and the number of `images` rows per site when the database is reachable.
+Works against the local stack (its `.archive/local.env`) or any AWS account.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from sqlalchemy import func, select
 import db
 from archive import database
 from archive.ingest.uploads_log import attempt_order, processed_seconds, scan_items
+from archive.local.metrics_log import local_summary
 from archive.local.target import add_env_file_argument, load_target
 from archive.ops.queues import queue_depths
+from archive.settings import get_settings
 from archive.statuses import STATUSES
 
 
@@ -72,6 +76,45 @@ def image_rows_per_site() -> str:
     return format_table(["site", "rows", "latest capture"], [(s, n, latest) for s, n, latest in rows])
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f} ms"
+
+
+def _distribution(d: Mapping[str, Any]) -> str:
+    return f"p50 {_ms(d['p50'])}, p95 {_ms(d['p95'])}, max {_ms(d['max'])} ({d['count']} samples)"
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
+
+
+def metrics_report(summary: Mapping[str, Any]) -> str:
+    """The dashboard's numbers (archive.metrics.summarize) as text: uploads per site and outcome, lag and
+    thumbnail percentiles, image API statuses, hit ratio and times, expiries and datastream messages."""
+    uploads = {site: Counter(c) for site, c in summary["uploads"].items()}
+    ratio = summary["render_hit_ratio"]
+    times = summary["render_ms"]
+    lines = [
+        status_table(uploads) if uploads else "  no uploads yet",
+        f"ingest lag (S3 event to row): {_distribution(summary['ingest_lag_ms'])}",
+        f"thumbnail time: {_distribution(summary['thumbnail_ms'])}",
+        f"image API answers: {_counts(summary['renders'])}",
+        "image API cache hit ratio: " + ("-" if ratio is None else f"{ratio:.0%}")
+        + f"; time hit {_distribution(times['hit'])}; miss {_distribution(times['miss'])}",
+        f"expiries: {_counts(summary['expirations'])}; datastream messages: {_counts(summary['datastream'])}",
+    ]
+    return "\n".join(lines)
+
+
+def metrics_section() -> str:
+    summary = local_summary(get_settings().metrics_log)
+    if summary is None:
+        return (f"Metrics: on the CloudWatch dashboard photonranch-archive-{get_settings().stage} "
+                "(this target keeps no local copy)")
+    return "Metrics (the dashboard's, from the functions' metric lines since the stack started)\n" + \
+        metrics_report(summary)
+
+
 def _utc(seconds: int) -> str:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -94,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
             for i in recent(items, args.last)
         ]
         print(format_table(["processed (UTC)", "uploaded (UTC)", "status", "key", "reason"], rows))
+    print()
+    print(metrics_section())
     print("\nQueues")
     print(format_table(["queue", "waiting", "in flight", "error"], queue_depths()))
     print()

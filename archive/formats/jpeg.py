@@ -56,13 +56,16 @@ class JpegError(PermanentError, ValueError):
 
     `status` is the upload-log status: `rejected` when the data is not a JPEG at all, `failed` when it
     is a JPEG that cannot be decoded (empty, truncated, corrupt, unsupported, or too many pixels).
+    `over_budget` marks a refusal for the pixel or decode-memory budget, checked before decoding: the
+    image API answers those 413, the data's own faults 422.
     """
 
     topic = "thumbnail"  # the upload log's word for the step that decodes a medium JPG
 
-    def __init__(self, status: str, reason: str) -> None:
+    def __init__(self, status: str, reason: str, over_budget: bool = False) -> None:
         super().__init__(reason)
         self.status = status
+        self.over_budget = over_budget
 
 
 def _kind_of(data: bytes) -> str:
@@ -120,6 +123,7 @@ def _check_limits(layout: JpegLayout, size_for: SizeFor, max_pixels: int, max_de
             FAILED,
             f"{width}×{source_height} = {width * source_height} pixels is over the limit of {max_pixels} "
             "(a decompression bomb?)",
+            over_budget=True,
         )
     need = max(decode_bytes(layout, draft_scale(layout, _draft_request(layout.width, layout.height, size_for, turned)))
                for turned in (False, True))
@@ -133,6 +137,7 @@ def _check_limits(layout: JpegLayout, size_for: SizeFor, max_pixels: int, max_de
             f"decoding this {kind} {width}×{source_height} JPEG with {layout.components} component(s) would "
             f"take about {need // 2**20} MiB, over the {max_decode_bytes // 2**20} MiB limit"
             + (f" (its APPn/COM metadata alone is {metadata} MiB)" if metadata else ""),
+            over_budget=True,
         )
 
 

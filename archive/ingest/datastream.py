@@ -26,7 +26,6 @@ from archive.settings import get_settings
 logger = logging.getLogger(__name__)
 
 SQS_BATCH = 10  # SendMessageBatch's limit
-METRIC_NAMESPACE = "PhotonRanchArchive"
 METRIC_NAME = "DatastreamFailures"
 
 COUNTS: Counter[str] = Counter()  # "sent" / "failed", for the life of the process
@@ -99,7 +98,7 @@ def _emit_failure_metric(failed: int) -> None:
     try:
 
         with single_metric(
-            name=METRIC_NAME, unit=MetricUnit.Count, value=failed, namespace=METRIC_NAMESPACE
+            name=METRIC_NAME, unit=MetricUnit.Count, value=failed, namespace=get_settings().metrics_namespace
         ) as metric:
             metric.add_dimension(name="stage", value=get_settings().stage)
     except Exception:  # noqa: BLE001 - a metric must not turn a tolerated outage into a failure

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -72,6 +73,7 @@ class Outcome:
     reason: str
     site: str
     notification: Notification | None = None
+    thumbnail_ms: float | None = None  # how long writing the thumbnail took, when one was written
 
 
 def fetch_text_header(bucket: str, key: str) -> Mapping[str, str]:
@@ -128,10 +130,12 @@ def store_header(
 # What each file does.
 
 
-def _make_thumbnail(upload: Upload, parsed: ParsedKey) -> str:
+def _make_thumbnail(upload: Upload, parsed: ParsedKey) -> tuple[str, float]:
+    """Write the thumbnail; (its key, the milliseconds it took: read, decode, resize, encode, write)."""
     thumbnail_key = ParsedKey(parsed.s3_directory, thumbnail_name(parsed.name)).key
+    started = time.perf_counter()
     write_thumbnail(upload.bucket, upload.key, thumbnail_key)
-    return thumbnail_key
+    return thumbnail_key, (time.perf_counter() - started) * 1000
 
 
 def _ensure_exists(upload: Upload) -> None:
@@ -200,10 +204,11 @@ def ingest_data_file(upload: Upload, parsed: ParsedKey) -> Outcome:
         return _ingest_fits(upload, name, role, notification)
     if role is FileRole.JPG_MEDIUM:
         # Thumbnail first: a medium that is gone or cannot be decoded sets no flag.
-        _make_thumbnail(upload, parsed)
+        _, thumbnail_ms = _make_thumbnail(upload, parsed)
         with database.transaction() as conn:
             _mark(conn, name, upload, FileRole.JPG_MEDIUM, FileRole.JPG_SMALL)
-        return Outcome(upload, INGESTED, "jpg_medium_exists; thumbnail written", name.site, notification)
+        return Outcome(upload, INGESTED, "jpg_medium_exists; thumbnail written", name.site, notification,
+                       thumbnail_ms)
     if role is FileRole.JPG_SMALL:
         check_thumbnail(upload.bucket, upload.key)  # an empty or non-JPEG thumbnail sets no flag
         with database.transaction() as conn:
@@ -223,7 +228,7 @@ def ingest_info_file(upload: Upload, parsed: ParsedKey) -> Outcome:
     # Images are checked before the channel changes: a medium that cannot be thumbnailed, or a
     # thumbnail that is not a JPEG, must not show on the channel.
     role = file_role(name)
-    thumbnail_key = _make_thumbnail(upload, parsed) if role is FileRole.JPG_MEDIUM else None
+    thumbnail_key, thumbnail_ms = _make_thumbnail(upload, parsed) if role is FileRole.JPG_MEDIUM else (None, None)
     if role is FileRole.JPG_SMALL:
         check_thumbnail(upload.bucket, upload.key)
     header: Mapping[str, str] | None = None
@@ -239,7 +244,7 @@ def ingest_info_file(upload: Upload, parsed: ParsedKey) -> Outcome:
         apply_info_file(thumbnail_name(name), thumbnail_key, None, upload.event_time, channel)
         reason += "; thumbnail written"
     notification = Notification(parsed.s3_directory, name.base_filename, name.site, channel)
-    return Outcome(upload, INGESTED, reason, name.site, notification)
+    return Outcome(upload, INGESTED, reason, name.site, notification, thumbnail_ms)
 
 
 def ingest_allsky_file(upload: Upload, parsed: ParsedKey) -> Outcome:
@@ -247,8 +252,8 @@ def ingest_allsky_file(upload: Upload, parsed: ParsedKey) -> Outcome:
     name = parsed.name
     notification = Notification(parsed.s3_directory, name.base_filename, name.site)
     if file_role(name) is FileRole.JPG_MEDIUM:
-        _make_thumbnail(upload, parsed)
-        return Outcome(upload, INGESTED, "all-sky image; thumbnail written", name.site, notification)
+        _, thumbnail_ms = _make_thumbnail(upload, parsed)
+        return Outcome(upload, INGESTED, "all-sky image; thumbnail written", name.site, notification, thumbnail_ms)
     return Outcome(upload, INGESTED, "all-sky file", name.site, notification)
 
 

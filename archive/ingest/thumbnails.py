@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from botocore.exceptions import ClientError
 
+from archive import lazy
 from archive.aws import client
 from archive.formats.jpeg import JpegError, decode_jpeg, encode_jpeg, fit_size, jpeg_signature_problem
 from archive.formats.jpeg_layout import JpegLayoutError, read_layout
@@ -117,3 +118,9 @@ def check_thumbnail(bucket: str, key: str) -> None:
             read_layout(data)
         except JpegLayoutError as exc:
             raise JpegError(FAILED, f"unreadable JPEG header: {exc}") from exc
+
+
+def rehearse() -> None:
+    """The thumbnail of a tiny JPEG made in memory, touching no AWS: Pillow's decoder and encoder are
+    first used here, before a SnapStart snapshot (archive/snapstart.py), not on the first upload."""
+    make_thumbnail(encode_jpeg(lazy.Image.new("L", (64, 48), 128), 85), 16)

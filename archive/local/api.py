@@ -8,6 +8,9 @@ the handler's 2.0 response dict (statusCode, headers, cookies, body, isBase64Enc
 The handlers are the very functions the Lambdas run, so a client sees the same answers locally and
 deployed. Like API Gateway, a path no route matches is a 404 `{"message": "Not Found"}`, and a
 handler that raises is a 500 `{"message": "Internal Server Error"}` (logged here with its traceback).
+Like API Gateway's HTTP API with the `cors` block of serverless.yml, an `OPTIONS` preflight of a path
+some route serves is answered here (204, archive.render.cors, from `Settings.cors_origins`) without
+calling a handler, and a path with a trailing slash is routed as the path without it.
 """
 
 from __future__ import annotations
@@ -28,12 +31,16 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from archive.local.events import LambdaContext
+from archive.render import cors
+from archive.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
 Event = dict[str, Any]
 Response = dict[str, Any]
 MAX_BODY_BYTES = 10 * 2**20  # API Gateway's payload limit
+CLIENT_TIMEOUT_SECONDS = 30  # a client that sends nothing for this long is dropped (its thread freed)
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,12}")
 _NAMED_GROUP = re.compile(r"\(\?P<(\w+)>(?:[^()\\]|\\.)*\)")
 
 
@@ -42,10 +49,13 @@ class Route:
     method: str
     pattern: str  # regex with named groups, fully matched against the raw path
     handle: Callable[[dict[str, Any]], dict[str, Any]]
+    key: str | None = None  # the route key it was made from (lambda_routes), if any
 
     @property
     def route_key(self) -> str:
         """API Gateway's name for the route, e.g. `GET /thumbnails/{base_filename}`."""
+        if self.key is not None:
+            return self.key
         return f"{self.method} {_NAMED_GROUP.sub(lambda m: '{' + m.group(1) + '}', self.pattern)}"
 
 
@@ -60,19 +70,31 @@ def lambda_routes(route_keys: Sequence[str], handler: Callable[[Event, Any], Any
     for key in route_keys:
         method, _, path = key.partition(" ")
         pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path))
-        routes.append(Route(method, pattern, call))
+        routes.append(Route(method, pattern, call, key))
     return routes
 
 
 def match(routes: Sequence[Route], method: str, raw_path: str) -> tuple[Route, dict[str, str]] | None:
-    """The first route for this method whose pattern matches the whole path, with its path parameters."""
-    for route in routes:
-        if route.method != method:
-            continue
-        found = re.fullmatch(route.pattern, raw_path)
-        if found:
-            return route, {name: unquote(value) for name, value in found.groupdict().items() if value is not None}
+    """The first route for this method whose pattern matches the whole path, with its path parameters;
+    failing that, the same for the path without a trailing slash (as API Gateway routes it)."""
+    paths = [raw_path] + ([raw_path[:-1]] if raw_path.endswith("/") and len(raw_path) > 1 else [])
+    for path in paths:
+        for route in routes:
+            if route.method != method:
+                continue
+            found = re.fullmatch(route.pattern, path)
+            if found:
+                return route, {name: unquote(value) for name, value in found.groupdict().items() if value is not None}
     return None
+
+
+def preflight(routes: Sequence[Route], target: str, headers: Sequence[tuple[str, str]]) -> Response | None:
+    """API Gateway's answer to an `OPTIONS` request for a path some route serves (None for other paths)."""
+    path = urlsplit(target).path or "/"
+    if not any(match(routes, method, path) for method in {route.method for route in routes}):
+        return None
+    answer = cors.preflight_headers(dict(headers), get_settings().cors_origins)
+    return {"statusCode": 204, "headers": answer, "body": "", "isBase64Encoded": False}
 
 
 def _joined(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
@@ -170,6 +192,10 @@ def dispatch(routes: Sequence[Route], method: str, target: str, headers: Sequenc
     """Route one request and return the handler's response as API Gateway would pass it on."""
     path = urlsplit(target).path or "/"
     found = match(routes, method, path)
+    if found is None and method == "OPTIONS":
+        answer = preflight(routes, target, headers)
+        if answer is not None:
+            return answer
     if found is None:
         return json_response(404, {"message": "Not Found"})
     route, parameters = found
@@ -182,12 +208,24 @@ def dispatch(routes: Sequence[Route], method: str, target: str, headers: Sequenc
         return json_response(500, {"message": "Internal Server Error"})
 
 
+def content_length(raw: str | None) -> int | None:
+    """A request's body length: absent is 0; anything but ASCII digits (`-1`, `abc`, `+5`) is None."""
+    if raw is None or raw.strip() == "":
+        return 0
+    return int(raw.strip()) if _CONTENT_LENGTH.fullmatch(raw.strip()) else None
+
+
 class _RequestHandler(BaseHTTPRequestHandler):
     server: LocalApiServer
     protocol_version = "HTTP/1.1"
+    timeout = CLIENT_TIMEOUT_SECONDS  # socket timeout: a slow or silent client cannot hold a thread forever
 
     def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+        length = content_length(self.headers.get("Content-Length"))
+        if length is None:
+            self.close_connection = True  # the body's end is unknown: nothing after it can be read
+            self._write(json_response(400, {"message": "Bad Request: malformed Content-Length"}))
+            return
         if length > MAX_BODY_BYTES:
             self._write(json_response(413, {"message": "Request Entity Too Large"}))
             return

@@ -9,6 +9,8 @@
 - the environment the handlers read (endpoint, dummy credentials, names, DATABASE_URL), applied to
   this process and written to `{state_dir}/local.env` for other programs;
 - the ingest worker (Lambda's SQS poller) and the TTL sweeper (DynamoDB's TTL + stream trigger);
+- the functions' metrics (EMF records) kept in `{state_dir}/metrics.jsonl` (archive/local/metrics_log.py)
+  for `python -m archive status` and the viewer, as CloudWatch keeps them for the dashboard;
 - the HTTP front (API Gateway's part, archive/local/api.py) on a port of its own, next to moto's (its
   port + 1, or any free port when moto's is 0), serving `routes`: by default the image API's, by the
   render function's own handler. Its URL is `ARCHIVE_API_URL` in local.env.
@@ -40,6 +42,7 @@ from archive.aws import client
 from archive.local import viewer
 from archive.local.api import LocalApi, Route, lambda_routes
 from archive.local.drain import DatastreamDrain
+from archive.local.metrics_log import MetricsLog
 from archive.local.ports import port_is_free
 from archive.local.postgres import LocalPostgres, PostgresUnavailable
 from archive.local.provision import provision_bucket, provision_queues, provision_tables
@@ -75,8 +78,9 @@ class StackOptions:
     state_dir: Path = Path(".archive")
     database_name: str = "archive"  # database in the embedded cluster, or the SQLite file's stem
     fresh_database: bool = False  # drop and recreate the embedded database (never a DATABASE_URL one)
-    max_receive_count: int = 5  # serverless.yml ingestMaxReceiveCount
+    max_receive_count: int | None = None  # None: serverless.yml's ingestMaxReceiveCount
     retry_delay_seconds: int = 1
+    ingest_batch_window_seconds: float = 0.0  # serverless.yml ingestBatchWindowSeconds (latency first)
     sweep_interval: float = 1.0
     settings_env: dict[str, str] = field(default_factory=dict)  # e.g. SITE_EXPIRY_SECONDS, LOG_LEVEL
     ingest_handler: Handler | None = None  # default: handlers.ingest.handler
@@ -264,6 +268,7 @@ class LocalStack:
             unset=_CREDENTIAL_NOISE,
         )
         self._provision()
+        self._start_metrics_log()
         self.database = open_database(opts, os.environ.get("DATABASE_URL"))
         self._exit.callback(self.database.close)
         self._apply_env({"DATABASE_URL": self.database.url})
@@ -300,6 +305,17 @@ class LocalStack:
         # moto keeps its state in this process's globals: start from nothing, as a fresh server would.
 
         urllib.request.urlopen(urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")).read()
+
+    @property
+    def metrics_log_path(self) -> Path:
+        return (self.options.state_dir / "metrics.jsonl").resolve()
+
+    def _start_metrics_log(self) -> None:
+        """Keep the functions' metric lines (archive/local/metrics_log.py) for `status` and the viewer."""
+        log = MetricsLog(self.metrics_log_path)
+        log.start()
+        self._exit.callback(log.stop)
+        self._apply_env({"ARCHIVE_METRICS_LOG": str(self.metrics_log_path)})
 
     @property
     def api_url(self) -> str:
@@ -348,6 +364,7 @@ class LocalStack:
             "DATASTREAM_QUEUE_URL": self.provisioned.datastream_queue_url,
             "DATABASE_URL": self.database.url if self.database else "",
             "ARCHIVE_API_URL": self.api_url,
+            "ARCHIVE_METRICS_LOG": str(self.metrics_log_path),
         }
         for key, value in self.options.settings_env.items():
             env.setdefault(key, value)
@@ -368,6 +385,7 @@ class LocalStack:
             self.provisioned.ingest_queue_url,
             ingest,
             region=settings.region,
+            batch_window_seconds=opts.ingest_batch_window_seconds,
             retry_delay_seconds=opts.retry_delay_seconds,
             on_delivery=opts.on_delivery,
         )

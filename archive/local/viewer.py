@@ -17,13 +17,12 @@ every render.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 import db
 from archive import database
@@ -33,9 +32,13 @@ from archive.ingest.info_images import site_channels as read_channels
 from archive.ingest.uploads_log import count_uploads, recent_uploads, uploads_page
 from archive.local import viewer_data as data
 from archive.local.api import Route, json_response
+from archive.local.metrics_log import local_summary
 from archive.ops.queues import queue_depths
 from archive.render.params import RenderError
 from archive.render.sources import matched_frames
+from archive.settings import get_settings
+
+logger = logging.getLogger(__name__)
 
 PREFIX = "/viewer"
 STATIC_DIR = Path(__file__).with_name("viewer")
@@ -90,21 +93,25 @@ def site_param(event: Event, allow_unknown: bool = False) -> str:
     raise BadRequest("site", f"site {site!r} is not a site code (3-6 letters or digits)")
 
 
-_WHOLE = re.compile(r"[+-]?[0-9]{1,15}")  # ASCII digits only: no `²`, no `¹⁰`, no 4,000-digit strings
-
-
-def whole_number(name: str, raw: str, low: int, high: int) -> int:
-    """A whole number from a query string, strictly: an optional sign, ASCII digits, a bounded length."""
-    if not _WHOLE.fullmatch(raw) or not low <= int(raw) <= high:
-        raise BadRequest(name, f"{name} must be a whole number from {low} to {high}, got {raw[:40]!r}")
-    return int(raw)
+def strict_int(raw: str, low: int, high: int) -> int | None:
+    """`raw` as an integer from `low` to `high`: ASCII digits only (no `²`, no sign), at most 9 of them;
+    else None. `str.isdigit` accepts `²` and `int` refuses 4,301 digits, so neither is asked."""
+    text = raw.strip()
+    if not (0 < len(text) <= 9 and text.isascii() and text.isdigit()):
+        return None
+    value = int(text)
+    return value if low <= value <= high else None
 
 
 def limit_param(event: Event, default: int = DEFAULT_LIMIT) -> int:
     raw = _query(event).get("limit")
     if raw is None or raw == "":
         return default
-    return whole_number("limit", raw, 1, MAX_LIMIT)
+    value = strict_int(raw, 1, MAX_LIMIT)
+    if value is None:
+        shown = raw if len(raw) <= 40 else raw[:40] + "…"
+        raise BadRequest("limit", f"limit must be a whole number from 1 to {MAX_LIMIT}, got {shown!r}")
+    return value
 
 
 def bool_param(event: Event, name: str, default: bool) -> bool:
@@ -196,9 +203,10 @@ def answering(handler: Callable[[Event], Any]) -> Handler:
             return json_response(400, {"message": exc.message, "param": exc.param}, NO_STORE)
         except NotFound as exc:
             return json_response(404, {"message": str(exc)}, NO_STORE)
-        except DBAPIError as exc:
-            if not isinstance(exc, OperationalError) and not exc.connection_invalidated:
+        except Exception as exc:
+            if not (database.is_database_error(exc) or isinstance(exc, database.DatabaseConfigError)):
                 raise
+            logger.warning("viewer: database unavailable", exc_info=exc)  # the details name hosts and ports
             return json_response(503, {"message": "database unavailable"}, {**NO_STORE, "retry-after": "5"})
 
     handle.__name__ = handler.__name__
@@ -292,6 +300,15 @@ def _queue_depths() -> list[dict[str, Any]]:
 def queues(event: Event) -> dict[str, Any]:
     """Ingest queue, its dead-letter queue and the datastream queue: waiting and in flight."""
     return {"queues": _queue_depths()}
+
+
+@answering
+def metrics_summary(event: Event) -> dict[str, Any]:
+    """The dashboard's numbers, from the functions' metric lines (archive/local/metrics_log.py): uploads
+    per site and outcome, ingest lag and thumbnail percentiles, image API statuses, hit ratio and times.
+    `available` is false when the stack keeps no metrics log."""
+    summary = local_summary(get_settings().metrics_log)
+    return {"available": summary is not None, **(summary or {})}
 
 
 @answering
@@ -427,5 +444,6 @@ def routes() -> list[Route]:
         Route("GET", f"{PREFIX}/api/sites/{_SITE}/expiries", site_expiries),
         Route("GET", f"{PREFIX}/api/sites/{_SITE}/activity", site_activity),
         Route("GET", f"{PREFIX}/api/queues", queues),
+        Route("GET", f"{PREFIX}/api/metrics", metrics_summary),
         Route("GET", f"{PREFIX}/api/exposures/(?P<base_filename>[^/]+)", exposure_detail),
     ]

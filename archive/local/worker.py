@@ -2,6 +2,10 @@
 
 What it reproduces from AWS (the event source mapping with ReportBatchItemFailures):
 - batches of up to 10 messages, received with their system attributes, handed over as the SQS event;
+- the batching window (serverless.yml `ingestBatchWindowSeconds`, 0: latency first): with 0 the handler
+  gets whatever one long poll returns, as soon as it returns (an upload to an idle queue is handed over
+  at once); with W > 0 the worker keeps receiving until the batch is full or W seconds have passed since
+  its first message, as Lambda's poller does;
 - only the messages the handler did not list in `batchItemFailures` are deleted; a handler that
   raises fails the whole batch;
 - a failed message comes back, and after `maxReceiveCount` receives the queue moves it to the
@@ -10,8 +14,8 @@ What it reproduces from AWS (the event source mapping with ReportBatchItemFailur
 
 One deliberate difference: a failed message is made visible again after `retry_delay_seconds`
 (ChangeMessageVisibility) instead of the queue's full visibility timeout, so a local retry takes a
-second, not 30. The handler is called from one thread at a time, as one Lambda instance runs one
-invocation at a time.
+second, not the 720 s the queue has (as deployed). The handler is called from one thread at a time, as
+one Lambda instance runs one invocation at a time.
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ class IngestWorker(BackgroundLoop):
         region: str,
         batch_size: int = 10,
         wait_seconds: int = 1,
+        batch_window_seconds: float = 0.0,
         retry_delay_seconds: int = 1,
         on_delivery: Callable[[list[Delivery]], None] | None = None,
         function_name: str = "photonranch-archive-ingest-local",
@@ -92,7 +97,8 @@ class IngestWorker(BackgroundLoop):
         self.handler = handler
         self.region = region
         self.batch_size = batch_size
-        self.wait_seconds = wait_seconds
+        self.wait_seconds = wait_seconds  # how long one poll of an empty queue waits (it returns on arrival)
+        self.batch_window_seconds = batch_window_seconds
         self.retry_delay_seconds = retry_delay_seconds
         self.on_delivery = on_delivery
         self.function_name = function_name
@@ -101,15 +107,33 @@ class IngestWorker(BackgroundLoop):
         ]
         self.batches = 0
 
-    def poll_once(self) -> list[Delivery]:
-        """Receive one batch (waiting up to `wait_seconds`), run the handler, settle each message."""
-        received = self.sqs.receive_message(
+    def _receive(self, count: int, wait_seconds: int) -> list[dict[str, Any]]:
+        return list(self.sqs.receive_message(
             QueueUrl=self.queue_url,
-            MaxNumberOfMessages=self.batch_size,
-            WaitTimeSeconds=self.wait_seconds,
+            MaxNumberOfMessages=count,
+            WaitTimeSeconds=wait_seconds,
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],
-        ).get("Messages", [])
+        ).get("Messages", []))
+
+    def receive_batch(self) -> list[dict[str, Any]]:
+        """One batch: a long poll (up to `wait_seconds`), then, with a batching window, more polls until
+        the batch is full or the window since the first message has passed."""
+        received = self._receive(self.batch_size, self.wait_seconds)
+        if not received or self.batch_window_seconds <= 0:
+            return received
+        deadline = time.monotonic() + self.batch_window_seconds
+        while len(received) < self.batch_size and (left := deadline - time.monotonic()) > 0:
+            if left < 1:  # SQS waits in whole seconds: sit out the rest, take what came, hand it over
+                time.sleep(left)
+                received += self._receive(self.batch_size - len(received), 0)
+                break
+            received += self._receive(self.batch_size - len(received), min(20, int(left)))
+        return received
+
+    def poll_once(self) -> list[Delivery]:
+        """Receive one batch (`receive_batch`), run the handler, settle each message."""
+        received = self.receive_batch()
         if not received:
             return []
         event = sqs_event(received, self.queue_arn, self.region)

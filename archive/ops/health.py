@@ -5,16 +5,23 @@ hanging database cannot hold the probe longer than the slowest allowed answer:
 
 - database: `SELECT 1` through the process's engine (the URL from DATABASE_URL or SSM);
 - bucket: HeadBucket on the archive bucket;
-- ingest queue: it exists and its depth (reported, never a failure: a backlog is not an outage);
+- ingest queue: it exists and its depth (a backlog is not an outage);
 - dead letters: the ingest queue's dead-letter queue (found through its redrive policy) holds no more
   than `READY_MAX_DEAD_LETTERS` messages: uploads are failing repeatedly and need an operator.
 
-Each check answers a `Check` naming what it found or why it failed; the caller turns them into 200/503.
+Each check answers a `Check` naming what it found or why it failed. Only the `REQUIRED` ones, what
+rendering itself reads (the database for colour sets, the bucket for every picture), make the image
+API unready (503); the ingest queue's are the archive's health, reported in the same body as warnings
+for whoever watches it, since a dead letter of an upload does not stop a single render.
+The route is public, so a failure is named by what failed and the kind of error only (`database
+unavailable (OperationalError)`, `NoSuchBucket`): the exception's text names hosts, ports, users and
+endpoints, and goes to the log with its traceback instead.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +29,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import ClientError
 from sqlalchemy import text
 
 from archive.aws import client
@@ -30,6 +38,7 @@ from archive.ops.queues import queue_attributes
 from archive.settings import get_settings
 
 DEADLINE_SECONDS = 5.0
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -80,12 +89,24 @@ def check_dead_letters() -> tuple[str, dict[str, Any]]:
     return f"{dlq_name}: {depth} dead letters", {"depth": depth}
 
 
+# What the image API cannot answer without: a failure of one of these is a 503.
+REQUIRED = frozenset({"database", "bucket"})
+
 READINESS_CHECKS: Mapping[str, Callable[[], tuple[str, dict[str, Any]]]] = {
     "database": check_database,
     "bucket": check_bucket,
     "ingest_queue": check_ingest_queue,
     "dead_letters": check_dead_letters,
 }
+
+
+def public_reason(name: str, exc: BaseException) -> str:
+    """Why a check failed, fit for a public answer: the AWS error code or the exception's kind, never
+    its message (which names hosts, ports, users and endpoints)."""
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", "")) or "ClientError"
+        return f"{name.replace('_', ' ')} unavailable ({code[:60]})"
+    return f"{name.replace('_', ' ')} unavailable ({type(exc).__name__})"
 
 
 def _timed(name: str, probe: Callable[[], tuple[str, dict[str, Any]]]) -> Check:
@@ -96,7 +117,8 @@ def _timed(name: str, probe: Callable[[], tuple[str, dict[str, Any]]]) -> Check:
     except NotReady as exc:
         ok, detail, values = False, str(exc), {}
     except Exception as exc:  # noqa: BLE001 - any failure to ask is the answer: not ready, and why
-        ok, detail, values = False, f"{type(exc).__name__}: {exc}"[:500], {}
+        logger.warning("readiness check %s failed", name, exc_info=exc)
+        ok, detail, values = False, public_reason(name, exc), {}
     return Check(name, ok, detail, (time.perf_counter() - started) * 1000, values)
 
 

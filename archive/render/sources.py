@@ -5,30 +5,40 @@ file's ETag (part of the cache key) and size (checked against the byte budget be
 
 - medium JPG: a `.jpg` of reduction 10 or 13; small FITS: FITS of reduction 10 or 13; large FITS: FITS
   of reduction 00 or 01 (DESIGN.md 2.1). Reduction 10 is preferred to 13, then names sort.
-- `source=auto`: the medium JPG when no FITS-only option is set and it is large enough for the box
-  (at least as wide or as high: it is only ever scaled down), else the small FITS, else the large FITS,
-  else the medium JPG as it is. Its size comes from the JPEG's frame header (a 64 kB ranged GET,
-  remembered per ETag), never from decoding it.
+- `source=auto`: the smallest source that fills the box (at least as wide or as high: a picture is
+  only ever scaled down): the medium JPG when it fills and no FITS-only option is set to something
+  other than its default, else the small FITS when it fills, else the large FITS when it fills; when
+  none does, the largest there is (the JPG first among equals: it is the cheapest to draw). Sizes come
+  from headers, never from decoding: the JPEG's frame header (a 64 kB ranged GET, a few more when
+  metadata comes first; never the whole file) and the FITS header (archive.formats.fits_header:
+  ranged GETs of its first blocks), each remembered per ETag and read only when the choice needs it
+  (a JPG that fills spares the FITS headers, a small FITS that fills spares the large one's).
 - A full filename (`…-EX10.fits`) pins that one file.
 
 Colour (`color=true`) needs a red, a green and a blue frame: the three base filenames the request names
 (`r`, `g`, `b`), or the exposures that share the requested one's smart stack (`SMARTSTK`, else LCO's
 request number `REQNUM`) and were taken by filters of the three colours, found in the `images` table
 (same site, within a day). Of several frames of one colour the most stacked (`SSTKNUM`), then the
-latest, wins. A missing colour is a 404 that names it.
+latest, wins; of each frame's files, the smallest FITS that fills the box (as `source=auto`). A missing
+colour is a 404 that names it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 
 import db
 from archive.aws import client
 from archive.database import get_engine
+from archive.errors import Unreadable
 from archive.formats.filenames import FilenameError, ParsedName, parse_base_filename, parse_filename
+from archive.formats.fits_data import image_dimensions
+from archive.formats.fits_header import read_fits_header
+from archive.formats.headers import HeaderError
 from archive.render.params import BadParameter, NotFound, RenderParams, SourceRef, TooLarge
 
 DIRECTORY = "data"
@@ -36,6 +46,7 @@ MEDIUM_JPG = ("10", "13")
 SMALL_FITS = ("10", "13")
 LARGE_FITS = ("00", "01")
 JPEG_HEAD_BYTES = 64 * 1024
+JPEG_MORE_RANGES = 4  # ranged GETs after the first, following metadata segments to the frame header
 GROUP_KEYWORDS = ("SMARTSTK", "REQNUM")
 NOT_A_GROUP = {"", "no", "none", "0", "false", "n/a"}
 COLOURS = ("red", "green", "blue")
@@ -100,11 +111,18 @@ def jpeg_size(head: bytes) -> tuple[int, int] | None:
     """(width, height) from a JPEG's frame header in its first bytes, or None if not found there."""
     if not head.startswith(b"\xff\xd8"):
         return None
-    i = 2
-    while i + 4 <= len(head):
-        if head[i] != 0xFF:
+    found = _frame_or_next(head, 2, 0)
+    return found if isinstance(found, tuple) else None
+
+
+def _frame_or_next(window: bytes, i: int, base: int) -> tuple[int, int] | int | None:
+    """Walk the marker segments of `window` (the file's bytes from offset `base`) from index `i`:
+    (width, height) from the frame header, else the file offset of the first segment past the window
+    (to read next), else None (not a JPEG's marker sequence)."""
+    while i + 4 <= len(window):
+        if window[i] != 0xFF:
             return None
-        marker = head[i + 1]
+        marker = window[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
             continue
@@ -112,25 +130,57 @@ def jpeg_size(head: bytes) -> tuple[int, int] | None:
             i += 2
             continue
         if marker in _SOF:
-            if i + 9 > len(head):
-                return None
-            return int.from_bytes(head[i + 7:i + 9], "big"), int.from_bytes(head[i + 5:i + 7], "big")
-        i += 2 + int.from_bytes(head[i + 2:i + 4], "big")
-    return None
+            if i + 9 > len(window):
+                return base + i
+            return int.from_bytes(window[i + 7:i + 9], "big"), int.from_bytes(window[i + 5:i + 7], "big")
+        if marker == 0xDA:  # a scan before any frame header
+            return None
+        i += 2 + int.from_bytes(window[i + 2:i + 4], "big")
+    return base + i
 
 
 @lru_cache(maxsize=4096)
 def _jpeg_size_of(bucket: str, key: str, etag: str) -> tuple[int, int] | None:
+    """The frame header's size from ranged GETs only: the first JPEG_HEAD_BYTES, then, when metadata
+    pushes the frame header further, a few more small ranges at the segments' offsets. Never the whole
+    file: a JPG whose frame header is not found that way counts as of unknown size."""
     s3 = client("s3")
-    head = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{JPEG_HEAD_BYTES - 1}")["Body"].read()
-    size = jpeg_size(head)
-    if size is None and len(head) >= JPEG_HEAD_BYTES:  # a frame header behind a big EXIF block
-        size = jpeg_size(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    return size
+    head = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{JPEG_HEAD_BYTES - 1}")["Body"].read(JPEG_HEAD_BYTES)
+    if not head.startswith(b"\xff\xd8"):
+        return None
+    found, window = _frame_or_next(head, 2, 0), head
+    for _ in range(JPEG_MORE_RANGES):
+        if not isinstance(found, int) or len(window) < JPEG_HEAD_BYTES:
+            break  # found, not a JPEG, or the file ended before the frame header
+        window = s3.get_object(Bucket=bucket, Key=key,
+                               Range=f"bytes={found}-{found + JPEG_HEAD_BYTES - 1}")["Body"].read(JPEG_HEAD_BYTES)
+        found = _frame_or_next(window, 0, found)
+    return found if isinstance(found, tuple) else None
 
 
 def jpeg_dimensions(bucket: str, ref: SourceRef) -> tuple[int, int] | None:
     return _jpeg_size_of(bucket, ref.key, ref.etag)
+
+
+@lru_cache(maxsize=4096)
+def _fits_size_of(bucket: str, key: str, etag: str) -> tuple[int, int] | None:
+    try:
+        return image_dimensions(read_fits_header(bucket, key))
+    except (HeaderError, Unreadable):
+        return None  # the image is elsewhere (an extension) or unreadable: reading it will tell
+
+
+def fits_dimensions(bucket: str, ref: SourceRef) -> tuple[int, int] | None:
+    """(NAXIS1, NAXIS2) of a FITS file's image from its header alone, or None when the header does not
+    say (no image in the primary HDU, an unreadable header)."""
+    return _fits_size_of(bucket, ref.key, ref.etag)
+
+
+def dimensions(bucket: str, ref: SourceRef) -> tuple[int, int] | None:
+    """The pixel size of a JPG or FITS source from its header."""
+    if ref.filename.lower().endswith(".jpg"):
+        return jpeg_dimensions(bucket, ref)
+    return fits_dimensions(bucket, ref)
 
 
 def large_enough(size: tuple[int, int] | None, box: tuple[int, int]) -> bool:
@@ -138,8 +188,25 @@ def large_enough(size: tuple[int, int] | None, box: tuple[int, int]) -> bool:
     return size is not None and (size[0] >= box[0] or size[1] >= box[1])
 
 
-def choose(files: dict[str, SourceRef], params: RenderParams,
-           size_of: Callable[[SourceRef], tuple[int, int] | None], base_filename: str) -> tuple[SourceRef, bool]:
+SizeOf = Callable[[SourceRef], "tuple[int, int] | None"]
+
+
+def smallest_filling(candidates: Sequence[SourceRef], size_of: SizeOf, box: tuple[int, int]) -> SourceRef:
+    """The first of `candidates` (given smallest first) that fills the box, else the largest of them
+    (the earliest among equals); sizes are asked for only as far as needed. The chosen ref carries
+    its dimensions when they are known."""
+    seen: list[tuple[SourceRef, tuple[int, int] | None]] = []
+    for ref in candidates:
+        size = size_of(ref)
+        if large_enough(size, box):
+            return dataclasses.replace(ref, dimensions=size)
+        seen.append((ref, size))
+    ref, size = max(seen, key=lambda pair: (pair[1][0] * pair[1][1] if pair[1] else -1, -seen.index(pair)))
+    return dataclasses.replace(ref, dimensions=size)
+
+
+def choose(files: dict[str, SourceRef], params: RenderParams, size_of: SizeOf,
+           base_filename: str) -> tuple[SourceRef, bool]:
     """(the source file, whether it is FITS) for one exposure, by `params.source`."""
     if params.source != "auto":
         ref = pick(files, params.source)
@@ -147,15 +214,12 @@ def choose(files: dict[str, SourceRef], params: RenderParams,
             what = {"jpg": "medium JPG", "small": "small FITS", "large": "large FITS"}[params.source]
             raise NotFound(f"{base_filename} has no {what} (source={params.source})", base_filename=base_filename)
         return ref, params.source != "jpg"
-    jpg = pick(files, "jpg")
     fits_needed = bool(params.fits_only_given)
-    if jpg is not None and not fits_needed and large_enough(size_of(jpg), params.box):
-        return jpg, False
-    fits = pick(files, "small") or pick(files, "large")
-    if fits is not None:
-        return fits, True
-    if jpg is not None and not fits_needed:
-        return jpg, False
+    kinds = ("small", "large") if fits_needed else ("jpg", "small", "large")
+    candidates = [ref for ref in (pick(files, kind) for kind in kinds) if ref is not None]
+    if candidates:
+        ref = smallest_filling(candidates, size_of, params.box)
+        return ref, not ref.filename.lower().endswith(".jpg")
     if not files:
         raise NotFound(f"no exposure {base_filename} in the archive", base_filename=base_filename)
     wanted = "FITS file (" + ", ".join(params.fits_only_given) + " need FITS data)" if fits_needed else "image"
@@ -171,6 +235,19 @@ def pinned(bucket: str, name: ParsedName, params: RenderParams) -> tuple[SourceR
     if ref is None:
         raise NotFound(f"no file {name.filename} in the archive", filename=name.filename)
     return ref, name.is_fits
+
+
+def source_kind(sources: tuple[SourceRef, ...], is_fits: bool, colour: bool) -> str:
+    """What a render read, for the API's metrics: `colour`, `jpg`, `small` or `large` (FITS)."""
+    if colour:
+        return "colour"
+    if not is_fits:
+        return "jpg"
+    try:
+        reduction = parse_filename(sources[0].filename).reduction
+    except FilenameError:
+        return "large"
+    return "small" if reduction in SMALL_FITS else "large"
 
 
 def check_bytes(ref: SourceRef, max_bytes: int) -> None:

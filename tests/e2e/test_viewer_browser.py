@@ -37,10 +37,12 @@ from archive.ingest.uploads_log import recent_uploads
 from archive.local import viewer
 from archive.local.api import LocalApi
 from archive.local.demo import COLOUR_FILTERS, DeliveryLog, expected_keys
+from archive.local.metrics_log import local_summary
 from archive.local.simulate import Exposure, SimulationResult, SiteRun, simulate
 from archive.local.stack import LocalStack, StackOptions
 from archive.local.viewer_data import final_smart_stack_frames, format_dec, format_ra
 from archive.settings import get_settings
+from archive.statuses import STATUSES
 from tests.waiting import wait_until
 
 sync_api = pytest.importorskip(
@@ -312,6 +314,20 @@ def test_the_channels_all_sky_and_dev_tools_show_info_image_log_queues_and_expir
     expect(page.locator("#expiries tbody tr .key")).to_have_text([expiring.base_filename])
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "viewer.png"))
+
+
+def test_the_dev_tools_show_the_dashboards_numbers_per_site(night, browser):
+    """The metrics panel: the upload counts by outcome and the lag the functions' metric lines give."""
+    page = browser.page
+    summary = local_summary(night.stack.metrics_log_path)
+    assert summary is not None
+    for site in ("tst", "mrc"):
+        counts = summary["uploads"][site]
+        expect(page.locator(f'#metrics-sites tbody tr[data-site="{site}"] td')).to_have_text(
+            [site, *(str(counts.get(outcome, 0)) for outcome in STATUSES)])
+    tst = summary["uploads"]["tst"]
+    assert tst.get("failed", 0) + tst.get("rejected", 0) == 1  # the corrupt JPG
+    expect(page.locator('#metrics [data-metric="lag"]')).to_contain_text(f"({summary['ingest_lag_ms']['count']})")
 
 
 def test_an_exposure_opens_with_its_header_searchable_its_files_and_its_render(night, browser):

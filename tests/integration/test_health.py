@@ -32,27 +32,48 @@ def test_ready_when_database_bucket_and_queues_answer(aws_stack, database):
     assert body["checks"]["dead_letters"]["depth"] == 0 and headers["cache-control"] == "no-store"
 
 
-def test_dead_letters_over_the_limit_make_it_unready_naming_the_queue(aws_stack, database, settings_env):
+def test_dead_letters_over_the_limit_are_a_warning_in_the_body_not_an_unready_image_api(
+        aws_stack, database, settings_env):
     aws.client("sqs").send_message(QueueUrl=aws_stack.ingest_dlq_url, MessageBody="{}")
     status, _, body = call("GET /health/ready", "/health/ready")
-    assert status == 503 and body["failing"] == ["dead_letters"]
+    assert status == 200 and body["status"] == "ready"
+    assert body["failing"] == [] and body["warnings"] == ["dead_letters"]
     assert "1 dead letters (more than 0)" in body["checks"]["dead_letters"]["detail"]
+    assert body["checks"]["dead_letters"]["ok"] is False
 
     settings_env(READY_MAX_DEAD_LETTERS="5")
-    assert call("GET /health/ready", "/health/ready")[0] == 200
+    assert call("GET /health/ready", "/health/ready")[2]["warnings"] == []
 
 
 def test_an_unreachable_database_makes_it_unready_naming_the_database(aws_stack, settings_env):
     settings_env(DATABASE_URL="postgresql+psycopg2://nobody@127.0.0.1:1/none")
     status, _, body = call("GET /health/ready", "/health/ready")
     assert status == 503 and body["failing"] == ["database"]
-    assert "OperationalError" in body["checks"]["database"]["detail"]
+    assert body["checks"]["database"]["detail"] == "database unavailable (OperationalError)"
+    text = json.dumps(body)
+    assert "127.0.0.1" not in text and "nobody" not in text and ":1/" not in text and "port" not in text
 
 
-def test_a_missing_bucket_and_queue_are_named(aws_stack, database, settings_env):
+def test_a_missing_bucket_fails_and_a_missing_queue_is_named_as_a_warning(aws_stack, database, settings_env):
     settings_env(BUCKET_NAME="not-the-archive", INGEST_QUEUE_NAME="no-such-queue")
     status, _, body = call("GET /health/ready", "/health/ready")
-    assert status == 503 and body["failing"] == ["bucket", "ingest_queue", "dead_letters"]
+    assert status == 503 and body["failing"] == ["bucket"]
+    assert body["warnings"] == ["ingest_queue", "dead_letters"]
+    assert body["checks"]["bucket"]["detail"] in ("bucket unavailable (404)", "bucket unavailable (NoSuchBucket)")
+
+
+def test_a_missing_ingest_queue_alone_leaves_the_image_api_ready(aws_stack, database, settings_env):
+    settings_env(INGEST_QUEUE_NAME="no-such-queue")
+    status, _, body = call("GET /health/ready", "/health/ready")
+    assert status == 200 and body["warnings"] == ["ingest_queue", "dead_letters"]
+
+
+def test_an_unreachable_endpoint_is_named_without_its_address(aws_stack, database, settings_env):
+    settings_env(AWS_ENDPOINT_URL="http://127.0.0.1:9")  # nothing listens on the discard port
+    status, _, body = call("GET /health/ready", "/health/ready")
+    assert status == 503 and "bucket" in body["failing"]
+    assert body["checks"]["bucket"]["detail"] == "bucket unavailable (EndpointConnectionError)"
+    assert "127.0.0.1" not in json.dumps(body)
 
 
 def test_a_check_that_does_not_answer_in_time_fails_at_the_deadline():

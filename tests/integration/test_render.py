@@ -130,21 +130,34 @@ def test_the_answer_names_the_picture_and_when_its_link_expires(exposure, s3):
     assert before + dt.timedelta(seconds=3600) <= expires <= after + dt.timedelta(seconds=3600)
 
 
-def test_auto_takes_the_jpg_when_it_fills_the_box_else_the_fits(exposure, s3):
-    _, _, small_box = call()
-    _, jpg_meta = rendered(s3, small_box)
-    assert jpg_meta["Metadata"]["sources"] == f"{BASE}-EX10.jpg"
+def source_of(s3, **query: str) -> str:
+    status, _, answer = call(**query)
+    assert status == 200, answer
+    return rendered(s3, answer)[1]["Metadata"]["sources"]
+
+
+def test_auto_takes_the_smallest_source_that_fills_the_box(exposure, s3):
+    # medium JPG 768×512, small FITS 400×300, large FITS 800×600
+    assert source_of(s3) == f"{BASE}-EX10.jpg"
+    assert source_of(s3, width=600, height=600) == f"{BASE}-EX10.jpg", "it fills: 768 wide"
+    assert source_of(s3, stretch="asinh") == f"{BASE}-EX10.fits", "a FITS-only option; the small FITS fills"
+    assert source_of(s3, stretch="asinh", width=500, height=500) == f"{BASE}-EX00.fits.bz2", "only the large fills"
     _, _, big_box = call(width=1000, height=1000)
-    assert rendered(s3, big_box)[1]["Metadata"]["sources"] == f"{BASE}-EX10.fits"
-    assert (big_box["width"], big_box["height"]) == (400, 300)
-    _, _, stretched = call(stretch="asinh")
-    assert rendered(s3, stretched)[1]["Metadata"]["sources"] == f"{BASE}-EX10.fits", "a FITS-only option"
+    assert rendered(s3, big_box)[1]["Metadata"]["sources"] == f"{BASE}-EX00.fits.bz2", "none fills: the largest"
+    assert (big_box["width"], big_box["height"]) == (800, 600)
 
 
-def test_auto_falls_back_to_the_large_fits_and_then_to_a_small_jpg(s3):
+def test_an_explicit_default_changes_neither_the_source_nor_the_picture(exposure, s3):
+    plain = call()[2]
+    explicit = call(stretch="zscale", median="false", color="no", percentile="99.5")[2]
+    assert urlsplit(explicit["url"]).path == urlsplit(plain["url"]).path and explicit["cached"] is True
+
+
+def test_auto_falls_back_to_the_largest_source_and_to_the_fits_for_fits_options(s3):
     put(s3, f"{BASE}-EX01.fits", fits_bytes(sky((50, 60))))
     put(s3, f"{BASE}-EX10.jpg", jpeg_bytes(120, 80))
-    assert rendered(s3, call()[2])[1]["Metadata"]["sources"] == f"{BASE}-EX01.fits"
+    assert source_of(s3) == f"{BASE}-EX10.jpg", "nothing fills 200×200: the larger"
+    assert source_of(s3, median="true") == f"{BASE}-EX01.fits"
     other = "tst-kb001ms-20260101-00000002"
     put(s3, f"{other}-EX10.jpg", jpeg_bytes(120, 80))
     status, _, answer = call(other)

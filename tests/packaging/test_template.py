@@ -13,7 +13,10 @@ What is enforced, and why:
 - every setting archive/settings.py reads is set in each function's environment (every function loads
   the whole Settings), DATABASE_URL and AWS_ENDPOINT_URL are not, and the SSM parameter that replaces
   DATABASE_URL is readable by the function's role;
-- each zip holds its handler with Python 3.12 bytecode, no boto3/botocore, no tests, and fits Lambda.
+- each zip holds its handler with Python 3.12 bytecode, no boto3/botocore, no tests, and fits Lambda;
+- the dashboard and the alarms read the metrics the code emits (archive/metrics.py: names, dimension
+  sets, namespace, service and stage as the functions' environment sets them), and every alarm notifies
+  `alarmActions`; the AWS metrics they read name this stack's functions and queues.
 """
 
 from __future__ import annotations
@@ -27,8 +30,11 @@ from typing import Any
 
 import pytest
 
+from archive import metrics
+from archive.render import cors
 from archive.settings import ENVIRONMENT, load_settings
 from handlers.render import ROUTES as RENDER_ROUTES
+from tests.dashboard import alarm_refs, dashboard_refs
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = ROOT / ".serverless"
@@ -39,9 +45,9 @@ INGEST_BUDGET = 120 * 2**20
 RENDER_BUDGET = 140 * 2**20  # and so under the issue's 150 MB (decimal) for the image API
 HTTP_API_TIMEOUT_MS = 30_000
 
-# Provided by the Lambda runtime, or never to be set there.
-RUNTIME_PROVIDED = {"AWS_REGION", "AWS_DEFAULT_REGION"}
-FORBIDDEN_IN_LAMBDA = {"DATABASE_URL", "AWS_ENDPOINT_URL"}
+# Provided by the Lambda runtime, or never to be set there (ARCHIVE_METRICS_LOG: the local stack's file).
+RUNTIME_PROVIDED = {"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"}
+FORBIDDEN_IN_LAMBDA = {"DATABASE_URL", "AWS_ENDPOINT_URL", "ARCHIVE_METRICS_LOG"}
 
 READ_VERBS = ("Get", "List", "Describe", "Head", "Query", "Scan", "BatchGet", "Receive", "Select", "Decrypt")
 
@@ -112,14 +118,28 @@ def resources_of(template: dict, kind: str) -> dict[str, dict]:
     return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
 
 
-def refers_to(value: Any, logical_id: str) -> bool:
+def refers_to(value: Any, logical_id: str, template: dict | None = None) -> bool:
+    """`value` names the resource (Ref or GetAtt); with the template, an alias or a version of the
+    function counts as the function (SnapStart's event sources invoke the alias)."""
     text = render(value)
-    return text in (f"Ref:{logical_id}",) or text.startswith(f"GetAtt:{logical_id}.")
+    if text in (f"Ref:{logical_id}",) or text.startswith(f"GetAtt:{logical_id}."):
+        return True
+    target = template["Resources"].get(text.split(":", 1)[-1].split(".")[0]) if template else None
+    if target and target["Type"] in ("AWS::Lambda::Alias", "AWS::Lambda::Version"):
+        return refers_to(target["Properties"]["FunctionName"], logical_id, template)
+    return False
+
+
+def function_of(template: dict, value: Any) -> str:
+    """The function logical id a FunctionName/IntegrationUri names, through an alias or a version."""
+    found = [name for name in resources_of(template, "AWS::Lambda::Function") if refers_to(value, name, template)]
+    assert len(found) == 1, (value, found)
+    return found[0]
 
 
 def invoked_only_by_api_gateway(template: dict, function_id: str) -> bool:
     permissions = [p["Properties"] for p in resources_of(template, "AWS::Lambda::Permission").values()
-                   if refers_to(p["Properties"].get("FunctionName"), function_id)]
+                   if refers_to(p["Properties"].get("FunctionName"), function_id, template)]
     return bool(permissions) and all(p.get("Principal") == "apigateway.amazonaws.com" for p in permissions)
 
 
@@ -128,14 +148,14 @@ def dead_letter_problems(template: dict, function_id: str) -> list[str]:
     function = template["Resources"][function_id]["Properties"]
     mappings = [
         m["Properties"] for m in resources_of(template, "AWS::Lambda::EventSourceMapping").values()
-        if refers_to(m["Properties"].get("FunctionName"), function_id)
+        if refers_to(m["Properties"].get("FunctionName"), function_id, template)
     ]
     if not mappings and invoked_only_by_api_gateway(template, function_id):
         return []  # synchronous: the caller receives the error, nothing is left to retry
     if not mappings:
         invoke_configs = [
             c["Properties"] for c in resources_of(template, "AWS::Lambda::EventInvokeConfig").values()
-            if refers_to(c["Properties"].get("FunctionName"), function_id)
+            if refers_to(c["Properties"].get("FunctionName"), function_id, template)
         ]
         if function.get("DeadLetterConfig") or any(
             (c.get("DestinationConfig") or {}).get("OnFailure") for c in invoke_configs
@@ -233,9 +253,21 @@ def test_a_function_without_a_dead_letter_path_is_flagged():
     assert dead_letter_problems(behind_api, "Fn") != [], "an asynchronous trigger needs a dead-letter path"
 
 
+def test_an_alias_or_a_version_counts_as_its_function():
+    template = _mini_template(None)
+    template["Resources"]["Version"] = {"Type": "AWS::Lambda::Version",
+                                        "Properties": {"FunctionName": {"Ref": "Fn"}}}
+    template["Resources"]["Alias"] = {"Type": "AWS::Lambda::Alias", "Properties": {
+        "FunctionName": {"Ref": "Fn"}, "FunctionVersion": {"Fn::GetAtt": ["Version", "Version"]}}}
+    assert refers_to({"Ref": "Alias"}, "Fn", template) and refers_to({"Ref": "Version"}, "Fn", template)
+    assert not refers_to({"Ref": "Alias"}, "Fn"), "without the template only the function itself counts"
+    assert not refers_to({"Ref": "Q"}, "Fn", template)
+    assert function_of(template, {"Ref": "Alias"}) == "Fn"
+
+
 def test_every_listed_environment_variable_changes_the_settings():
     """ENVIRONMENT is what the template must set: each name in it is really read by load_settings."""
-    samples = {"EXPIRING_DATA_TYPES": "XX=1", "SITE_EXPIRY_SECONDS": "abc=2"}
+    samples = {"EXPIRING_DATA_TYPES": "XX=1", "SITE_EXPIRY_SECONDS": "abc=2", "CORS_ORIGINS": "https://a.example"}
     for name in ENVIRONMENT:
         value = samples.get(name, "7")
         assert load_settings({name: value}) != load_settings({}), name
@@ -304,14 +336,14 @@ def test_sqs_visibility_timeout_outlasts_the_function(template, functions):
         source = render(mapping["Properties"]["EventSourceArn"])
         if source.endswith(".Arn"):
             queue = template["Resources"][source.removeprefix("GetAtt:").split(".")[0]]["Properties"]
-            function_id = render(mapping["Properties"]["FunctionName"]).removeprefix("GetAtt:").split(".")[0]
+            function_id = function_of(template, mapping["Properties"]["FunctionName"])
             assert int(queue["VisibilityTimeout"]) >= 6 * int(functions[function_id]["Properties"]["Timeout"])
 
 
 def test_expire_sees_only_ttl_removals(template, functions):
     expire_id = next(k for k, f in functions.items() if f["Properties"]["Handler"] == "handlers/expire.handler")
     mapping = next(m["Properties"] for m in resources_of(template, "AWS::Lambda::EventSourceMapping").values()
-                   if refers_to(m["Properties"]["FunctionName"], expire_id))
+                   if refers_to(m["Properties"]["FunctionName"], expire_id, template))
     patterns = [json.loads(f["Pattern"]) for f in mapping["FilterCriteria"]["Filters"]]
     assert patterns == [{"eventName": ["REMOVE"],
                          "userIdentity": {"type": ["Service"], "principalId": ["dynamodb.amazonaws.com"]}}]
@@ -384,6 +416,8 @@ def test_each_zip_holds_its_handler_compiled_for_the_runtime(functions):
         budget = {"handlers/ingest": INGEST_BUDGET, "handlers/render": RENDER_BUDGET}.get(module, LAMBDA_UNZIPPED_LIMIT)
         assert size <= budget, (function_id, size)
         fits_reader = [n for n in names if n.startswith(("astropy/", "numpy/"))]
+        fonts = {"archive/render/fonts/DejaVuSans.ttf", "archive/render/fonts/LICENSE.txt"}
+        assert (fonts <= names) == (module == "handlers/render"), (function_id, "the label font: render's alone")
         if module == "handlers/render":
             assert "astropy/io/fits/__init__.py" in names and "numpy/__init__.py" in names, function_id
             assert not any(n.startswith("astropy/coordinates/") for n in names), "pruned: never imported"
@@ -426,7 +460,22 @@ def test_the_http_api_routes_what_the_render_handler_dispatches(template, functi
     integrations = resources_of(template, "AWS::ApiGatewayV2::Integration")
     for integration in integrations.values():
         props = integration["Properties"]
-        assert refers_to(props["IntegrationUri"], function_id) and props["PayloadFormatVersion"] == "2.0"
+        assert refers_to(props["IntegrationUri"], function_id, template) and props["PayloadFormatVersion"] == "2.0"
+
+
+def test_the_http_api_answers_cors_as_the_handler_does_for_the_functions_origins(template, functions):
+    """API Gateway answers preflights and sets the CORS headers deployed; the handler and the local front
+    do it from archive/render/cors.py and CORS_ORIGINS. Both must say the same."""
+    _, render_fn = _render_function(functions)
+    (api,) = resources_of(template, "AWS::ApiGatewayV2::Api").values()
+    config = api["Properties"]["CorsConfiguration"]
+    assert sorted(config["AllowMethods"]) == sorted(cors.ALLOWED_METHODS)
+    assert sorted(h.lower() for h in config["AllowHeaders"]) == sorted(cors.ALLOWED_HEADERS)
+    assert int(config["MaxAge"]) == cors.MAX_AGE_SECONDS
+    joined = render_fn["Environment"]["Variables"]["CORS_ORIGINS"]
+    origins = joined["Fn::Join"][1] if isinstance(joined, dict) else joined.split(",")
+    assert sorted(config["AllowOrigins"]) == sorted(origins) and "https://www.photonranch.org" in origins
+    assert load_settings({"CORS_ORIGINS": ",".join(origins)}).cors_origins == tuple(origins)
 
 
 def test_the_render_function_answers_before_the_gateway_gives_up_and_is_capped(template, functions):
@@ -447,3 +496,114 @@ def test_the_render_role_writes_only_rendered_pictures(template, functions):
               for a in as_list(s["Action"]) if a.startswith("s3:") and is_write(a)
               for r in as_list(s["Resource"])]
     assert writes == [("s3:PutObject", f"arn:aws:s3:::{bucket}/thumbnails/*")]
+
+
+SNAPSTART_HANDLERS = {"handlers/ingest.handler", "handlers/render.handler"}
+
+
+def invokers_of(template: dict, function_id: str) -> list[str]:
+    """Everything that invokes the function: event source mappings, invoke permissions, API integrations."""
+    where = {"AWS::Lambda::EventSourceMapping": "FunctionName", "AWS::Lambda::Permission": "FunctionName",
+             "AWS::ApiGatewayV2::Integration": "IntegrationUri"}
+    found = [r["Properties"][key] for kind, key in where.items() for r in resources_of(template, kind).values()]
+    return [render(value) for value in found if refers_to(value, function_id, template)]
+
+
+def test_snapstart_functions_are_invoked_only_through_the_alias_of_their_published_version(template, functions):
+    """SnapStart snapshots published versions only: an event source or route that invoked the bare
+    function ($LATEST) would get ordinary cold starts. The expire function runs without it."""
+    for function_id, function in functions.items():
+        on = function["Properties"]["Handler"] in SNAPSTART_HANDLERS
+        assert (function["Properties"].get("SnapStart") == {"ApplyOn": "PublishedVersions"}) == on, function_id
+        aliases = {name: a["Properties"] for name, a in resources_of(template, "AWS::Lambda::Alias").items()
+                   if refers_to(a["Properties"]["FunctionName"], function_id)}
+        if not on:
+            assert aliases == {}, function_id
+            continue
+        ((alias_id, alias),) = aliases.items()
+        version_id = render(alias["FunctionVersion"]).removeprefix("GetAtt:").removesuffix(".Version")
+        version = template["Resources"][version_id]
+        assert version["Type"] == "AWS::Lambda::Version" and refers_to(version["Properties"]["FunctionName"],
+                                                                        function_id), alias_id
+        invokers = invokers_of(template, function_id)
+        assert invokers, function_id
+        assert set(invokers) == {f"GetAtt:{function_id}.Arn:{alias['Name']}"}, (function_id, invokers)
+
+
+# --- metrics, dashboard, alarms ----------------------------------------------------------------------
+
+DEFINED = {(m.name, frozenset(dims)) for m in metrics.METRICS for dims in m.full_dimension_sets()}
+
+
+def test_the_dashboard_checker_sees_a_metric_the_code_does_not_emit():
+    body = {"widgets": [{"properties": {"metrics": [
+        ["NS", "IngestLag", "service", "s", "stage", "dev", "site", "sro", {"stat": "p95"}],
+        [{"expression": "SEARCH('{NS,outcome,service,stage} MetricName=\"Uploads\"', 'Sum', 300)"}],
+        ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", "q"],
+    ]}}]}
+    assert dashboard_refs(body, "NS") == {("IngestLag", frozenset({"service", "stage", "site"})),
+                                          ("Uploads", frozenset({"outcome", "service", "stage"}))}
+    assert not dashboard_refs(body, "NS") <= DEFINED
+
+
+def _dashboard(template: dict) -> dict:
+    (dashboard,) = resources_of(template, "AWS::CloudWatch::Dashboard").values()
+    body = dashboard["Properties"]["DashboardBody"]
+    assert isinstance(body, str), "the body must be the JSON text CloudFormation takes"
+    return json.loads(body)
+
+
+def _metric_environment(functions: dict) -> tuple[str, str, str]:
+    envs = [f["Properties"]["Environment"]["Variables"] for f in functions.values()]
+    values = {(e["POWERTOOLS_METRICS_NAMESPACE"], e["POWERTOOLS_SERVICE_NAME"], e["STAGE"]) for e in envs}
+    assert len(values) == 1, values
+    return values.pop()
+
+
+def test_the_dashboard_and_alarms_read_only_what_the_functions_emit(template, functions):
+    namespace, _, _ = _metric_environment(functions)
+    read = dashboard_refs(_dashboard(template), namespace) | alarm_refs(template["Resources"], namespace)
+    assert read, "nothing of ours on the dashboard"
+    assert sorted(map(str, read - DEFINED)) == [], "read but never emitted (archive/metrics.py)"
+    assert sorted(map(str, DEFINED - read)) == [], "emitted (and billed) but shown nowhere"
+
+
+def test_the_dashboard_filters_on_the_service_and_stage_the_functions_stamp(template, functions):
+    namespace, service, stage = _metric_environment(functions)
+    text = json.dumps(_dashboard(template))
+    for widget in _dashboard(template)["widgets"]:
+        for line in widget["properties"]["metrics"]:
+            values = [v for v in line if not isinstance(v, dict)]
+            if values and values[0] == namespace:
+                pairs = dict(zip(values[2::2], values[3::2], strict=True))
+                assert (pairs["service"], pairs["stage"]) == (service, stage), line
+    assert text.count(f'service=\\"{service}\\" stage=\\"{stage}\\"') == text.count("SEARCH(")
+
+
+def test_the_dashboard_names_this_stacks_functions_and_queues(template, functions):
+    names = {f["Properties"]["FunctionName"] for f in functions.values()}
+    queues = {q["Properties"]["QueueName"] for q in resources_of(template, "AWS::SQS::Queue").values()}
+    seen: dict[str, set[str]] = {"FunctionName": set(), "QueueName": set()}
+    for widget in _dashboard(template)["widgets"]:
+        for line in widget["properties"]["metrics"]:
+            values = [v for v in line if not isinstance(v, dict)]
+            for key, value in zip(values[2::2], values[3::2], strict=False):
+                if key in seen:
+                    seen[key].add(value)
+    assert seen["FunctionName"] == names
+    assert seen["QueueName"] and seen["QueueName"] <= queues
+
+
+def test_every_alarm_notifies_the_alarm_actions(template):
+    alarms = resources_of(template, "AWS::CloudWatch::Alarm")
+    assert {"IngestOldestMessageAlarm", "IngestLagAlarm", "Render5xxAlarm", "ThrottlesAlarm",
+            "IngestDeadLetterAlarm"} <= set(alarms)
+    actions = {json.dumps(a["Properties"].get("AlarmActions"), sort_keys=True) for a in alarms.values()}
+    assert len(actions) == 1 and "AlarmActions" in next(iter(alarms.values()))["Properties"]
+
+
+def test_the_ingest_queue_is_not_held_to_fill_a_batch(template):
+    """Latency first (serverless.yml ingestBatchWindowSeconds): a lone upload is handed over at once."""
+    (mapping,) = [m["Properties"] for m in resources_of(template, "AWS::Lambda::EventSourceMapping").values()
+                  if refers_to(m["Properties"]["EventSourceArn"], "IngestQueue")]
+    assert mapping.get("MaximumBatchingWindowInSeconds", 0) == 0

@@ -97,3 +97,22 @@ def test_lambda_routes_turn_route_keys_into_patterns_that_call_the_handler_with_
     assert dispatch(routes, "GET", "/thumbnails/a-b.c")["statusCode"] == 204
     assert dispatch(routes, "GET", "/health/readyX")["statusCode"] == 404
     assert seen == [("GET /thumbnails/{base_filename}", {"base_filename": "a-b.c"}, "render")]
+
+
+def test_route_keys_with_dots_reach_the_handler_as_declared():
+    seen = []
+
+    def handler(event: dict, context: object) -> dict:
+        seen.append(event["routeKey"])
+        return {"statusCode": 204, "body": ""}
+
+    routes = lambda_routes(["GET /favicon.ico"], handler, "render")
+    assert dispatch(routes, "GET", "/favicon.ico")["statusCode"] == 204
+    assert dispatch(routes, "GET", "/faviconXico")["statusCode"] == 404
+    assert seen == ["GET /favicon.ico"]
+
+
+def test_a_trailing_slash_is_routed_as_the_path_without_it():
+    route, params = match(ROUTES, "GET", "/thumbnails/sro-kb001ms-20220629-00010442/")
+    assert route is ROUTES[1] and params == {"base_filename": "sro-kb001ms-20220629-00010442"}
+    assert match(ROUTES, "GET", "/health//") is None

@@ -55,3 +55,25 @@ def test_colour_planes_make_an_rgb_picture_and_nothing_finite_is_unrenderable():
     empty = Reduced(np.full((30, 40), np.nan, np.float32), 40, 30, 1)
     with pytest.raises(Unrenderable, match="no finite pixels"):
         fits_picture([empty], RenderParams())
+
+
+def label_pixels(text: str) -> np.ndarray:
+    return np.asarray(draw_label(Image.new("L", (400, 300)), text))
+
+
+TOFU = label_pixels("\U000f0000")  # a private-use character: no font has it, it draws as the missing-glyph box
+
+
+@pytest.mark.parametrize("glyph", ["H", "α", "—", "°", "★", "☉", "Å"])
+def test_labels_draw_latin_greek_and_symbols_as_glyphs_not_boxes(glyph):
+    drawn = label_pixels(glyph)
+    assert drawn.max() > 200 and not np.array_equal(drawn, TOFU), f"{glyph!r} drew the missing-glyph box"
+
+
+def test_the_bundled_font_has_no_cjk_so_those_draw_as_boxes():
+    """The limit chosen (archive/render/picture.py): a CJK font would be 5-20 MB in the Lambda zip."""
+    assert np.array_equal(label_pixels("星"), TOFU)
+
+
+def test_a_label_with_a_non_breaking_space_draws_like_one_with_a_space():
+    assert np.array_equal(label_pixels("M\u00a042"), label_pixels("M 42"))

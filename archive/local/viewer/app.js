@@ -224,7 +224,7 @@ function chooseSite() {
 }
 
 async function refreshSite(site) {
-  const tasks = [loadUploads(site), loadQueues()];
+  const tasks = [loadUploads(site), loadQueues(), loadMetrics()];
   if (site !== UNKNOWN_SITE) {
     tasks.push(loadList(site), loadFacets(site), loadChannels(site), loadAllsky(site), loadExpiries(site));
   }
@@ -647,8 +647,46 @@ async function loadQueues() {
     el('td', { class: 'num' }, q.error ? '' : q.in_flight))), 'no queues', 3);
 }
 
+// The dashboard's numbers from the functions' metric lines (GET api/metrics; archive/metrics.py).
+const OUTCOMES = ['ingested', 'ignored', 'rejected', 'failed'];
+
+function millis(d) {
+  if (!d || !d.count) return 'no samples';
+  return `p50 ${Math.round(d.p50)} ms · p95 ${Math.round(d.p95)} ms · max ${Math.round(d.max)} ms (${d.count})`;
+}
+
+async function loadMetrics() {
+  const tbody = document.querySelector('#metrics-sites tbody');
+  const list = document.getElementById('metrics');
+  let m;
+  try {
+    m = await getJSON('api/metrics');
+  } catch (error) {
+    if (!markUnreachable(error)) fill(tbody, [], error.message, 5);
+    return;
+  }
+  if (!m.available) {
+    fill(tbody, [], 'this stack keeps no metrics', 5);
+    list.replaceChildren();
+    return;
+  }
+  fill(tbody, Object.entries(m.uploads).map(([site, counts]) => el('tr', { dataset: { site } },
+    el('td', { class: 'key' }, site),
+    ...OUTCOMES.map(o => el('td', { class: 'num' }, counts[o] || 0)))), 'no uploads yet', 5);
+  const ratio = m.render_hit_ratio === null ? '–' : `${Math.round(m.render_hit_ratio * 100)} %`;
+  const pairs = obj => Object.entries(obj).map(([k, v]) => `${k} ${v}`).join(' · ') || 'none';
+  list.replaceChildren(
+    el('dt', {}, 'ingest lag (upload → row)'), el('dd', { dataset: { metric: 'lag' } }, millis(m.ingest_lag_ms)),
+    el('dt', {}, 'thumbnail time'), el('dd', {}, millis(m.thumbnail_ms)),
+    el('dt', {}, 'render hit ratio'), el('dd', { dataset: { metric: 'hit-ratio' } }, ratio),
+    el('dt', {}, 'render time (hit / miss)'), el('dd', {}, `${millis(m.render_ms.hit)} / ${millis(m.render_ms.miss)}`),
+    el('dt', {}, 'image API answers'), el('dd', {}, pairs(m.renders)),
+    el('dt', {}, 'expiries · datastream'), el('dd', {}, `${pairs(m.expirations)} · ${pairs(m.datastream)}`));
+}
+
 // The dev tools' panels refreshed with the rest; a panel added to #devtools registers its loader here.
-const devPanels = [site => loadUploads(site), () => loadQueues(), site => (site === UNKNOWN_SITE ? null : loadExpiries(site))];
+const devPanels = [site => loadUploads(site), () => loadQueues(), () => loadMetrics(),
+  site => (site === UNKNOWN_SITE ? null : loadExpiries(site))];
 
 function showDevtools(on) {
   const panel = document.getElementById('devtools');
