@@ -170,7 +170,7 @@ function apply(params) {
     refreshSite(site);
   } else if (site) {
     if (listKey !== state.listKey) loadList(site);
-    if (logKey !== state.logKey) loadUploads(site);
+    if (logKey !== state.logKey && (devtoolsShown() || site === UNKNOWN_SITE)) loadUploads(site);
   }
   state.listKey = listKey;
   state.logKey = logKey;
@@ -224,10 +224,10 @@ function chooseSite() {
 }
 
 async function refreshSite(site) {
-  const tasks = [loadUploads(site), loadQueues(), loadMetrics()];
-  if (site !== UNKNOWN_SITE) {
-    tasks.push(loadList(site), loadFacets(site), loadChannels(site), loadAllsky(site), loadExpiries(site));
-  }
+  // The list first; the dev tools' panels only when they are shown (unknown_site shows its log).
+  const tasks = site === UNKNOWN_SITE ? [loadUploads(site)]
+    : [loadList(site), loadFacets(site), loadChannels(site), loadAllsky(site), loadExpiries(site)];
+  if (devtoolsShown() && site !== UNKNOWN_SITE) tasks.push(...devPanels.map(load => load(site)));
   await Promise.all(tasks);
   poll();
 }
@@ -688,6 +688,10 @@ async function loadMetrics() {
 const devPanels = [site => loadUploads(site), () => loadQueues(), () => loadMetrics(),
   site => (site === UNKNOWN_SITE ? null : loadExpiries(site))];
 
+function devtoolsShown() {
+  return !document.getElementById('devtools').hidden;
+}
+
 function showDevtools(on) {
   const panel = document.getElementById('devtools');
   panel.hidden = !on;
@@ -703,7 +707,10 @@ function schedulePoll(ms) {
 }
 
 async function refreshAll(site) {
-  const tasks = [loadSites(), ...devPanels.map(load => load(site))];
+  const tasks = [loadSites()];
+  if (site === UNKNOWN_SITE) tasks.push(loadUploads(site));
+  else if (devtoolsShown()) tasks.push(...devPanels.map(load => load(site)));
+  else tasks.push(loadExpiries(site));
   if (site !== UNKNOWN_SITE) tasks.push(refreshNewest(site), loadChannels(site), loadAllsky(site));
   await Promise.all(tasks);
 }
