@@ -325,10 +325,29 @@ def bucket_sites(pool: ThreadPoolExecutor | None = None) -> set[str]:
     return set(sites)
 
 
+_PROBES: dict[tuple[str, int, str], tuple[float, bool]] = {}
+
+
+def in_log(site: str) -> bool:
+    """Whether the upload log holds items of the site (a one-key query), the answer kept as long as the
+    bucket's sites are: a site with nothing but log items appears within BUCKET_SITES_SECONDS."""
+    key = (get_settings().uploads_log_table, id(client("dynamodb")), site)
+    with _BUCKET_SITES_LOCK:
+        cached = _PROBES.get(key)
+    if cached is not None and time.monotonic() - cached[0] < BUCKET_SITES_SECONDS:
+        return cached[1]
+    found = has_uploads(site)
+    with _BUCKET_SITES_LOCK:
+        _PROBES[key] = (time.monotonic(), found)
+    return found
+
+
 def forget_bucket_sites() -> None:
-    """Drop the kept list of the bucket's sites (a test that changes buckets under one client)."""
+    """Drop the kept list of the bucket's sites and the log probes (a test that changes buckets under one
+    client)."""
     with _BUCKET_SITES_LOCK:
         _BUCKET_SITES.clear()
+        _PROBES.clear()
 
 
 def _summaries() -> dict[str, dict[str, Any]]:
@@ -342,15 +361,16 @@ def site_list() -> list[dict[str, Any]]:
     Without a scan of the upload log: the sites come from the table's summary (one GROUP BY over the
     site index) and the bucket's site prefixes (an upload is an object first), and a site the table does
     not know is kept when a one-key query finds it in the log; `unknown_site` likewise. The reads run
-    side by side.
+    side by side; the bucket's sites and the log probes are kept BUCKET_SITES_SECONDS, so an answer in
+    that time is the table's summary alone.
     """
     with ThreadPoolExecutor(max_workers=8) as pool:
         summaries_future = pool.submit(_summaries)
-        unknown_future = pool.submit(has_uploads, UNKNOWN_SITE)
+        unknown_future = pool.submit(in_log, UNKNOWN_SITE)
         in_bucket = bucket_sites(pool)
         summaries = summaries_future.result()
         candidates = sorted(in_bucket - set(summaries) - {UNKNOWN_SITE})
-        found = dict(zip(candidates, pool.map(has_uploads, candidates), strict=True))
+        found = dict(zip(candidates, pool.map(in_log, candidates), strict=True))
         found[UNKNOWN_SITE] = unknown_future.result()
     logged = {site for site, present in found.items() if present}
     sites = sorted(set(summaries) | logged)
