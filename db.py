@@ -329,3 +329,89 @@ def rows_with_header_text(
         .order_by(images.c.base_filename)
     )
     return [dict(row) for row in conn.execute(stmt).mappings()]
+
+
+def _exposure_filters(site: str, filters: Mapping[str, Any], with_preview: bool) -> list[Any]:
+    """WHERE clauses of the viewer's filtered list: photonranch-api's filtered search, one site.
+
+    `filters` keys (each optional): user_id, filter_used, data_type, exposure_time_min/max (seconds),
+    captured_from / captured_before (naive UTC, half-open), text (a substring of the base filename or
+    of the header's OBJECT, case-insensitive).
+    """
+    c = images.c
+    where = [c.site == site]
+    if with_preview:
+        where.append(c.jpg_medium_exists.is_(True))
+    if filters.get("user_id"):
+        where.append(c.user_id == filters["user_id"])
+    if filters.get("filter_used"):
+        where.append(c.filter_used == filters["filter_used"])
+    if filters.get("data_type"):
+        where.append(c.data_type == filters["data_type"])
+    if filters.get("exposure_time_min") is not None:
+        where.append(c.exposure_time >= filters["exposure_time_min"])
+    if filters.get("exposure_time_max") is not None:
+        where.append(c.exposure_time <= filters["exposure_time_max"])
+    if filters.get("captured_from") is not None:
+        where.append(c.capture_date >= filters["captured_from"])
+    if filters.get("captured_before") is not None:
+        where.append(c.capture_date < filters["captured_before"])
+    if filters.get("text"):
+        needle = str(filters["text"])
+        # OBJECT's value in the header JSON (json.dumps spacing, as header_json writes it), any case.
+        escaped = "".join(f"\\{ch}" if not ch.isalnum() and not ch.isspace() else ch for ch in needle)
+        where.append(c.base_filename.icontains(needle, autoescape=True)
+                     | c.header.regexp_match(f'"OBJECT": "[^"]*{escaped}', flags="i"))
+    return where
+
+
+def exposure_page(
+    conn: Connection,
+    site: str,
+    limit: int,
+    *,
+    filters: Mapping[str, Any] | None = None,
+    before: tuple[dt.datetime, int] | None = None,
+    with_preview: bool = True,
+) -> list[dict[str, Any]]:
+    """One page of a site's rows, newest first by (sort_date, image_id), after the cursor `before`.
+
+    The cursor is the last row of the previous page, so rows inserted meanwhile never shift a page and
+    equal sort_dates are never skipped or repeated. Served by the (site, jpg_medium_exists, sort_date)
+    index read backwards; the filters are checked on the rows it yields.
+    """
+    c = images.c
+    query = select(images).where(*_exposure_filters(site, filters or {}, with_preview))
+    if before is not None:
+        date, image_id = before
+        query = query.where((c.sort_date < date) | ((c.sort_date == date) & (c.image_id < image_id)))
+    query = query.order_by(c.sort_date.desc(), c.image_id.desc()).limit(limit)
+    return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def count_exposures(
+    conn: Connection, site: str, *, filters: Mapping[str, Any] | None = None, with_preview: bool = True
+) -> int:
+    """How many rows the filtered list of a site holds in all (its pages together)."""
+    query = select(func.count()).select_from(images).where(*_exposure_filters(site, filters or {}, with_preview))
+    return int(conn.execute(query).scalar_one())
+
+
+def exposure_facets(conn: Connection, site: str) -> dict[str, list[Any]]:
+    """The values the viewer's filters offer for a site: its users, filters and data types."""
+    c = images.c
+    users = conn.execute(
+        select(c.user_id, func.max(c.username)).where(c.site == site, c.user_id.is_not(None))
+        .group_by(c.user_id).order_by(func.max(c.username), c.user_id)
+    ).all()
+    filters = conn.execute(
+        select(c.filter_used).where(c.site == site, c.filter_used.is_not(None)).distinct().order_by(c.filter_used)
+    ).scalars().all()
+    data_types = conn.execute(
+        select(c.data_type).where(c.site == site, c.data_type.is_not(None)).distinct().order_by(c.data_type)
+    ).scalars().all()
+    return {
+        "users": [{"user_id": user_id, "username": username} for user_id, username in users],
+        "filters": list(filters),
+        "data_types": list(data_types),
+    }

@@ -96,6 +96,97 @@ def recent_uploads(site: str, limit: int = 100) -> list[dict[str, Any]]:
     return [from_dynamodb(item) for item in response.get("Items", [])]
 
 
+def uploads_page(
+    site: str,
+    limit: int,
+    *,
+    before: str | None = None,
+    failures_only: bool = False,
+    text: str = "",
+    read_budget: int = 5_000,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of the site's log, newest attempt first, after the range key `before`; and the cursor of
+    the next page (None at the oldest item).
+
+    A query by the hash key read backwards from `before`, so no page costs more than its own items plus
+    those a filter passes over: `failures_only` keeps failed and rejected attempts, `text` those whose
+    filename or reason contains it (case-sensitive, as DynamoDB's `contains`). A filter applies after
+    DynamoDB's Limit, so the query goes on until `limit` items pass or `read_budget` items were read;
+    the cursor then says where to go on.
+    """
+    names = {"#site": "site"}
+    values: dict[str, Any] = {":site": {"S": site}}
+    conditions = []
+    if failures_only:
+        names["#status"] = "status"
+        values.update({":failed": {"S": "failed"}, ":rejected": {"S": "rejected"}})
+        conditions.append("#status IN (:failed, :rejected)")
+    if text:
+        names.update({"#filename": "filename", "#reason": "reason"})
+        values[":text"] = {"S": text}
+        conditions.append("(contains(#filename, :text) OR contains(#reason, :text))")
+    request: dict[str, Any] = {
+        "TableName": get_settings().uploads_log_table,
+        "KeyConditionExpression": "#site = :site",
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+        "ScanIndexForward": False,
+    }
+    if conditions:
+        request["FilterExpression"] = " AND ".join(conditions)
+    items: list[dict[str, Any]] = []
+    start = {"site": {"S": site}, "upload_id": {"S": before}} if before else None
+    read = 0
+    while True:
+        page_limit = limit - len(items) if not conditions else max(limit, 200)
+        response = client("dynamodb").query(**request, Limit=page_limit,
+                                            **({"ExclusiveStartKey": start} if start else {}))
+        read += int(response.get("ScannedCount", 0))
+        for item in response.get("Items", []):
+            items.append(from_dynamodb(item))
+            if len(items) == limit:
+                last = response.get("LastEvaluatedKey")
+                more = last is not None or item is not response["Items"][-1]
+                return items, (items[-1]["upload_id"] if more else None)
+        start = response.get("LastEvaluatedKey")
+        if start is None:
+            return items, None
+        if read >= read_budget:
+            return items, start["upload_id"]["S"]
+
+
+def count_uploads(site: str, *, failures_only: bool = False) -> int:
+    """How many items the site's log holds (Select COUNT over its partition: nothing else is read)."""
+    request: dict[str, Any] = {
+        "TableName": get_settings().uploads_log_table,
+        "KeyConditionExpression": "#site = :site",
+        "ExpressionAttributeNames": {"#site": "site"},
+        "ExpressionAttributeValues": {":site": {"S": site}},
+        "Select": "COUNT",
+    }
+    if failures_only:
+        request["FilterExpression"] = "#status IN (:failed, :rejected)"
+        request["ExpressionAttributeNames"]["#status"] = "status"
+        request["ExpressionAttributeValues"].update({":failed": {"S": "failed"}, ":rejected": {"S": "rejected"}})
+    total = 0
+    for page in client("dynamodb").get_paginator("query").paginate(**request):
+        total += int(page.get("Count", 0))
+    return total
+
+
+def has_uploads(site: str) -> bool:
+    """Whether the log holds any item of the site: one key read (Limit 1), not a scan."""
+    response = client("dynamodb").query(
+        TableName=get_settings().uploads_log_table,
+        KeyConditionExpression="#site = :site",
+        ExpressionAttributeNames={"#site": "site"},
+        ExpressionAttributeValues={":site": {"S": site}},
+        ProjectionExpression="upload_id",
+        Limit=1,
+    )
+    return bool(response.get("Items"))
+
+
 def logged_sites() -> set[str]:
     """Every site with an item in the log (a scan of the hash key only; the table keeps 48 hours)."""
     sites: set[str] = set()

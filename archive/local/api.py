@@ -16,8 +16,10 @@ calling a handler, and a path with a trailing slash is routed as the path withou
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import re
+import socket
 import threading
 import time
 import uuid
@@ -250,6 +252,27 @@ class LocalApiServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], routes: Sequence[Route]) -> None:
         super().__init__(address, _RequestHandler)
         self.routes = list(routes)
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Cut the kept-alive connections too: a stopped front answers nobody, as a stopped stack would
+        (serve_forever's shutdown only stops accepting new ones)."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
 
 class LocalApi:
@@ -279,6 +302,7 @@ class LocalApi:
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
+            self._server.close_connections()
             self._server.server_close()
             self._server = None
         if self._thread is not None:

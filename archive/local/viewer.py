@@ -1,54 +1,42 @@
-"""The archive viewer: one page on the local stack's HTTP front that shows the archive as the web app would.
+"""The archive viewer's HTTP side: one page on the local stack's front that shows the archive as the web app would.
 
 Route handlers only — an API Gateway HTTP API v2 event in, a v2 response out — served by the stack's
-front (archive.local.api) beside the image service, so there is one server and one port family.
+front (archive.local.api) beside the image service, so there is one server and one port family. This
+module parses and checks parameters and turns answers into responses; what is read and how it is
+shaped is archive.local.viewer_data's.
 
-The JSON endpoints read what photonranch-api reads and nothing else: the `images` table (db), the
-`recent-uploads-log`, `info-images` and `data-expiration-tracker` tables and the bucket, each through
-the module that writes it (archive.ingest.uploads_log, archive.ingest.info_images, archive.ingest.expirations), so no
-contract is copied here. They shape it as photonranch-api and the frontend do: exposures with a medium
-JPG, newest first, smart stacks collapsed to their last frame, RA in sexagesimal hours. The queue depths
-are the ones `python -m archive status` prints.
+Lists come a page at a time: exposures by a cursor on (sort_date, image_id) (`before=`, the `next` of
+the previous page), the upload log by its range key (`before=`, an upload_id). Every page is an indexed
+read, so the oldest exposure of a site costs what the newest does.
 
-The page (archive/local/viewer/: index.html, app.js, style.css) is static — no build step, nothing loaded
-from the network — and asks the image service (`/thumbnails/{base_filename}`) for every render.
+The page (archive/local/viewer/: index.html, app.js, style.css, favicon.svg) is static — no build
+step, nothing loaded from the network — and asks the image service (`/thumbnails/{base_filename}`) for
+every render.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import math
+import re
 import time
-from collections.abc import Callable, Mapping, Sequence
-from decimal import Decimal
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
 
 import db
 from archive import database
-from archive.aws import client
-from archive.formats.filenames import (
-    MEDIUM_JPG_REDUCTIONS,
-    S3_DIRECTORIES,
-    THUMBNAIL_REDUCTION,
-    UNKNOWN_SITE,
-    FilenameError,
-    FileRole,
-    is_site,
-    parse_base_filename,
-    role_of,
-)
-from archive.ingest.expirations import list_exposure_objects, scheduled_expiries
+from archive.formats.filenames import S3_DIRECTORIES, UNKNOWN_SITE, FilenameError, is_site, parse_base_filename
+from archive.ingest.expirations import scheduled_expiries
 from archive.ingest.info_images import site_channels as read_channels
-from archive.ingest.uploads_log import ITEM_FIELDS, attempt_order, logged_sites, recent_uploads, uploaded_seconds
+from archive.ingest.uploads_log import attempt_order, count_uploads, recent_uploads, uploaded_seconds, uploads_page
+from archive.local import viewer_data as data
 from archive.local.api import Route
 from archive.local.metrics_log import local_summary
 from archive.ops.queues import queue_depths
+from archive.render.params import RenderError
+from archive.render.sources import matched_frames
 from archive.settings import get_settings
-from archive.statuses import PROBLEMS
 from handlers.responses import NO_STORE, json_response
 
 logger = logging.getLogger(__name__)
@@ -59,12 +47,14 @@ STATIC_TYPES = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
 }
-THUMBNAIL_SERVICE = "/thumbnails"  # the image service's route on the same front (archive/local/api.py)
 DEFAULT_LIMIT = 60
 MAX_LIMIT = 500
-URL_SECONDS = 3600  # presigned links the page loads at once; a refresh signs new ones
 UPLOADING_SECONDS = 30  # a site whose last upload is this recent counts as uploading (the page polls faster)
+MAX_TEXT = 100  # a search text longer than this is refused (it would match nothing anyway)
+NIGHT_ENDS_UTC = dt.timedelta(days=1, hours=12)  # night D's list starts before D+1 12:00 UTC
+
 
 Event = Mapping[str, Any]
 Response = dict[str, Any]
@@ -85,207 +75,7 @@ class NotFound(LookupError):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Pure shaping: how the frontend formats coordinates, how photonranch-api collapses smart stacks.
-
-
-def format_ra(hours: float | None) -> str:
-    """Decimal hours as `HH:MM:SS.ss`, truncated (not rounded) as the frontend's RaDisplay does."""
-    if hours is None or not math.isfinite(hours):
-        return ""
-    hundredths = math.floor(round((hours % 24) * 360_000, 6))
-    h, rest = divmod(hundredths, 360_000)
-    m, rest = divmod(rest, 6_000)
-    return f"{h:02d}:{m:02d}:{rest // 100:02d}.{rest % 100:02d}"
-
-
-def format_dec(degrees: float | None) -> str:
-    """Decimal degrees as `±DD:MM:SS.s`, truncated like the frontend's DecDisplay."""
-    if degrees is None or not math.isfinite(degrees):
-        return ""
-    sign = "-" if degrees < 0 else "+"
-    tenths = math.floor(round(abs(degrees) * 36_000, 6))
-    d, rest = divmod(tenths, 36_000)
-    m, rest = divmod(rest, 600)
-    return f"{sign}{d:02d}:{m:02d}:{rest // 10:02d}.{rest % 10}"
-
-
-def _stack_position(package: Mapping[str, Any]) -> tuple[str, int] | None:
-    """(stack id, frame number) when both are digits, the only stacks photonranch-api collapses."""
-    stack, number = str(package.get("SMARTSTK") or ""), str(package.get("SSTKNUM") or "")
-    if stack.isdigit() and number.isdigit():
-        return stack, int(number)
-    return None
-
-
-def final_smart_stack_frames(packages: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Keep single frames and the last frame of each smart stack, as photonranch-api filters its lists.
-
-    A stack counts when SMARTSTK and SSTKNUM are digit strings (`no`, a missing header or any other id
-    leaves the frame alone); of its frames in the list, those with the highest SSTKNUM stay. Order kept.
-    """
-    last: dict[str, int] = {}
-    for package in packages:
-        position = _stack_position(package)
-        if position:
-            last[position[0]] = max(last.get(position[0], position[1]), position[1])
-    kept = []
-    for package in packages:
-        position = _stack_position(package)
-        if position is None or position[1] >= last[position[0]]:
-            kept.append(package)
-    return kept
-
-
-def plain(value: Any) -> Any:
-    """DynamoDB's numbers (Decimal) as the int or float they were written as, through maps and lists."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, Mapping):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [plain(v) for v in value]
-    return value
-
-
-def _iso(moment: dt.datetime | None) -> str | None:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
-
-
-def _epoch_ms(moment: dt.datetime | None) -> int | None:
-    return int(moment.replace(tzinfo=dt.UTC).timestamp() * 1000) if moment else None
-
-
-def thumbnail_service_url(base_filename: str, **params: object) -> str:
-    """A link to the image service on the same front; booleans as `true`, empty values left out."""
-    clean = {k: ("true" if v is True else v) for k, v in params.items() if v not in (None, "", False)}
-    query = f"?{urlencode(clean)}" if clean else ""
-    return f"{THUMBNAIL_SERVICE}/{quote(base_filename)}{query}"
-
-
-def header_of(row: Mapping[str, Any]) -> dict[str, str] | None:
-    """The row's header JSON as a dict (photonranch-api `json.loads` it), None when absent or unreadable."""
-    raw = row.get("header")
-    if not raw:
-        return None
-    try:
-        header = json.loads(raw)
-    except ValueError:
-        return None
-    return header if isinstance(header, dict) else None
-
-
-def exposure_package(row: Mapping[str, Any], sign: Callable[[str], str], thumbnail_height: int) -> dict[str, Any]:
-    """One exposure as the page lists it: photonranch-api's image package plus the display strings.
-
-    `sign(key)` makes a link to an object. The thumbnail is the small JPG when the row says it exists,
-    else the image service's render at the thumbnail height.
-    """
-    header = header_of(row) or {}
-    base, data_type = row["base_filename"], row["data_type"]
-    prefix = f"data/{base}-{data_type}"
-    if row.get(FileRole.JPG_SMALL.flag):
-        thumbnail, source = sign(f"{prefix}{THUMBNAIL_REDUCTION}.jpg"), "jpg"
-    else:
-        thumbnail, source = thumbnail_service_url(base, height=thumbnail_height, image=True), "service"
-    return {
-        "image_id": row.get("image_id"),
-        "base_filename": base,
-        "site": row.get("site"),
-        "data_type": data_type,
-        "s3_directory": "data",
-        "capture_date": _epoch_ms(row.get("capture_date")),
-        "capture_date_iso": _iso(row.get("capture_date")),
-        "sort_date": _epoch_ms(row.get("sort_date")),
-        "exposure_time": row.get("exposure_time"),
-        "filter_used": row.get("filter_used"),
-        "right_ascension": row.get("right_ascension"),
-        "declination": row.get("declination"),
-        "ra_display": format_ra(row.get("right_ascension")),
-        "dec_display": format_dec(row.get("declination")),
-        "altitude": row.get("altitude"),
-        "azimuth": row.get("azimuth"),
-        "airmass": row.get("airmass"),
-        "username": row.get("username"),
-        "user_id": row.get("user_id"),
-        "object": header.get("OBJECT", ""),
-        "SMARTSTK": header.get("SMARTSTK", ""),
-        "SSTKNUM": header.get("SSTKNUM", ""),
-        "SSTKLEN": header.get("SSTKLEN", ""),
-        **{flag: bool(row.get(flag)) for flag in db.FLAGS},
-        "jpg_url": sign(f"{prefix}{MEDIUM_JPG_REDUCTIONS[0]}.jpg") if row.get(FileRole.JPG_MEDIUM.flag) else "",
-        "thumbnail_url": thumbnail,
-        "thumbnail_source": source,
-    }
-
-
-def channel_package(channel: int, item: Mapping[str, Any] | None, sign: Callable[[str], str]) -> dict[str, Any]:
-    """An info-image channel as photonranch-api's info image package, with links; `empty` when unset."""
-    if not item or not item.get("base_filename"):
-        return {"channel": channel, "empty": True}
-    raw_header = item.get("header")
-    header: Mapping[str, Any] = raw_header if isinstance(raw_header, Mapping) else {}
-    small, medium = item.get(FileRole.JPG_SMALL.path_field), item.get(FileRole.JPG_MEDIUM.path_field)
-    if item.get(FileRole.JPG_SMALL.flag) and small:
-        thumbnail = sign(small)
-    elif item.get(FileRole.JPG_MEDIUM.flag) and medium:
-        thumbnail = sign(medium)
-    else:
-        thumbnail = ""
-    return {
-        "channel": channel,
-        "empty": False,
-        "base_filename": item["base_filename"],
-        "data_type": item.get("data_type"),
-        "file_date": item.get("file_date"),
-        "s3_directory": "info-images",
-        "object": header.get("OBJECT", ""),
-        "filter": header.get("FILTER", ""),
-        "date_obs": header.get("DATE-OBS", ""),
-        **{role.flag: bool(item.get(role.flag)) for role in FileRole},
-        "jpg_url": sign(medium) if item.get(FileRole.JPG_MEDIUM.flag) and medium else "",
-        "thumbnail_url": thumbnail,
-        "expiration_timestamp": item.get("expiration_timestamp"),
-    }
-
-
-def upload_row(item: Mapping[str, Any]) -> dict[str, Any]:
-    """An upload-log item for the dev-tools table: the contract's fields, and whether it is a failure."""
-    row = {name: item.get(name) for name in ITEM_FIELDS}
-    uploaded = uploaded_seconds(item)
-    return {
-        **row,
-        "status": str(row["status"] or ""),
-        "reason": row["reason"] or "",
-        "uploaded_iso": _iso(dt.datetime.fromtimestamp(uploaded, dt.UTC)) if uploaded is not None else None,
-        "failure": row["status"] in PROBLEMS,
-    }
-
-
-def expiry_row(item: Mapping[str, Any], now: float) -> dict[str, Any]:
-    expires = item.get("expiration_timestamp_s")
-    return {
-        "base_filename": item.get("pk"),
-        "s3_directory": item.get("s3_directory"),
-        "expiration_timestamp_s": expires,
-        "expires_iso": _iso(dt.datetime.fromtimestamp(expires, dt.UTC)) if isinstance(expires, int) else None,
-        "seconds_left": max(0, int(expires - now)) if isinstance(expires, int) else None,
-        "cancelled": expires is None,
-    }
-
-
-def file_kind(filename: str) -> str:
-    """What a file of an exposure is: its role's name (docs/contracts.md §1), else what its extension says."""
-    stem, _, ext = filename.rsplit("/", 1)[-1].partition(".")
-    if ext == "txt":
-        return "header text"
-    role = role_of(stem[-2:], ext)
-    if role is not None:
-        return role.label
-    return "FITS" if ext.startswith("fits") else "other"
-
-
-# ---------------------------------------------------------------------------------------------------
-# Parameters and answers.
+# Parameters.
 
 
 def _query(event: Event) -> Mapping[str, str]:
@@ -330,12 +120,81 @@ def bool_param(event: Event, name: str, default: bool) -> bool:
         return default
     value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(raw.lower())
     if value is None:
-        raise BadRequest(name, f"{name} must be true/false/1/0/yes/no, got {raw!r}")
+        raise BadRequest(name, f"{name} must be true/false/1/0/yes/no, got {raw[:40]!r}")
     return value
 
 
+def text_param(event: Event, name: str) -> str:
+    raw = (_query(event).get(name) or "").strip()
+    if len(raw) > MAX_TEXT:
+        raise BadRequest(name, f"{name} must be at most {MAX_TEXT} characters, got {len(raw)}")
+    return raw
+
+
+def number_param(event: Event, name: str) -> float | None:
+    raw = (_query(event).get(name) or "").strip()
+    if not raw:
+        return None
+    if not re.fullmatch(r"[0-9]{1,7}(\.[0-9]{1,6})?", raw):
+        raise BadRequest(name, f"{name} must be a number of seconds such as 30 or 2.5, got {raw[:40]!r}")
+    return float(raw)
+
+
+def date_param(event: Event, name: str) -> dt.datetime | None:
+    raw = (_query(event).get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", raw):
+            raise ValueError
+        return dt.datetime.strptime(raw, "%Y-%m-%d")
+    except ValueError:
+        raise BadRequest(name, f"{name} must be a date YYYY-MM-DD, got {raw[:40]!r}") from None
+
+
+def cursor_param(event: Event) -> data.Cursor | None:
+    """`before={epoch ms}_{image_id}`: the `next` of the previous page."""
+    raw = _query(event).get("before") or ""
+    if not raw:
+        return None
+    found = re.fullmatch(r"(-?[0-9]{1,15})_([0-9]{1,12})", raw)
+    if not found:
+        raise BadRequest("before", f"before must be a page cursor such as 1772334000000_42, got {raw[:40]!r}")
+    return data.cursor_date(int(found.group(1))), int(found.group(2))
+
+
+def exposure_filters(event: Event) -> tuple[dict[str, Any], data.Cursor | None]:
+    """The list's filters (photonranch-api's filtered search, for one site) and where the page starts.
+
+    user (a user id: "only mine"), filter, type, exptime_min/exptime_max (seconds), from/to (dates,
+    both days included), q (base filename or OBJECT contains), night (the list starts at the end of
+    that night: before the next day's 12:00 UTC), before (a page cursor; wins over night).
+    """
+    start, end = date_param(event, "from"), date_param(event, "to")
+    filters: dict[str, Any] = {
+        "user_id": text_param(event, "user"),
+        "filter_used": text_param(event, "filter"),
+        "data_type": text_param(event, "type"),
+        "exposure_time_min": number_param(event, "exptime_min"),
+        "exposure_time_max": number_param(event, "exptime_max"),
+        "captured_from": start,
+        "captured_before": end + dt.timedelta(days=1) if end else None,
+        "text": text_param(event, "q"),
+    }
+    before = cursor_param(event)
+    night = date_param(event, "night")
+    if before is None and night is not None:
+        before = (night + NIGHT_ENDS_UTC, 0)
+    return filters, before
+
+
+# ---------------------------------------------------------------------------------------------------
+# Answers.
+
+
 def answering(handler: Callable[[Event], Any]) -> Handler:
-    """Turn a function returning JSON-able data into a route handler; 400/404 for our two refusals."""
+    """Turn a function returning JSON-able data into a route handler: 400/404 for our two refusals, 503
+    when the database cannot be reached (the page then says the archive is unreachable and retries)."""
 
     def handle(event: Event) -> Response:
         try:
@@ -355,94 +214,75 @@ def answering(handler: Callable[[Event], Any]) -> Handler:
     return handle
 
 
-# ---------------------------------------------------------------------------------------------------
-# The edges: reading the archive.
-
-
-def presigner() -> Callable[[str], str]:
-    """`sign(key)`: a presigned GET of the bucket's object (computed locally, no request)."""
-
-    s3, bucket = client("s3"), get_settings().bucket
-
-    def sign(key: str) -> str:
-        return s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=URL_SECONDS)
-
-    return sign
-
-
-def _thumbnail_height() -> int:
-
-    return get_settings().thumbnail_height_px
-
-
 @answering
 def list_sites(event: Event) -> dict[str, Any]:
     """Every site with rows in `images` or items in the upload log, with its row count and newest date."""
-
-    with database.get_engine().connect() as conn:
-        summaries = {s["site"]: s for s in db.site_summaries(conn) if s["site"]}
-    sites = sorted(set(summaries) | logged_sites())
-    return {
-        "sites": [
-            {
-                "site": site,
-                "exposures": summaries[site]["exposures"] if site in summaries else 0,
-                "latest": _iso(summaries[site]["latest"]) if site in summaries else None,
-            }
-            for site in sites
-        ]
-    }
+    return {"sites": data.site_list()}
 
 
 @answering
 def site_exposures(event: Event) -> dict[str, Any]:
-    """The site's latest exposures, newest first, final smart-stack frames only."""
-
+    """A page of the site's exposures, newest first, final smart-stack frames only, filtered."""
     site = site_param(event)
     limit = limit_param(event)
     with_preview = not bool_param(event, "all", False)
-    with database.get_engine().connect() as conn:
-        rows = db.latest_exposures(conn, site, limit, with_preview=with_preview)
-    sign, height = presigner(), _thumbnail_height()
-    packages = [exposure_package(row, sign, height) for row in rows]
-    kept = final_smart_stack_frames(packages)
-    return {"site": site, "exposures": kept, "rows_read": len(rows), "collapsed": len(rows) - len(kept)}
+    filters, before = exposure_filters(event)
+    return data.exposures_page(site, limit, filters, before, with_preview)
+
+
+@answering
+def site_facets(event: Event) -> dict[str, Any]:
+    """What the filters offer at the site: its users, filters and data types."""
+    return data.site_facets(site_param(event))
 
 
 @answering
 def site_channels(event: Event) -> dict[str, Any]:
     """The site's three info-image channels."""
-
     site = site_param(event)
-    found = plain(read_channels(site))
-    sign = presigner()
+    found = data.plain(read_channels(site))
+    sign = data.presigner()
     metadata = found["metadata"] or {}
     return {
         "site": site,
         "channels": [
-            {**channel_package(n, item, sign), "assigned": metadata.get(f"channel{n}")}
+            {**data.channel_package(n, item, sign), "assigned": metadata.get(f"channel{n}")}
             for n, item in found["channels"].items()
         ],
     }
 
 
 @answering
-def site_uploads(event: Event) -> dict[str, Any]:
-    """The site's upload log, newest attempt first."""
+def site_allsky(event: Event) -> dict[str, Any]:
+    """The site's newest all-sky images."""
+    site = site_param(event)
+    return {"site": site, "images": data.allsky_images(site, data.presigner())}
 
+
+@answering
+def site_uploads(event: Event) -> dict[str, Any]:
+    """A page of the site's upload log, newest attempt first; `failures=true` and `q=` filter it."""
     site = site_param(event, allow_unknown=True)
-    items = [upload_row(plain(item)) for item in recent_uploads(site, limit_param(event, default=100))]
-    return {"site": site, "uploads": items, "failures": sum(item["failure"] for item in items),
-            "kept_hours": get_settings().uploads_log_ttl_hours}
+    limit = limit_param(event, default=100)
+    failures_only = bool_param(event, "failures", False)
+    search = text_param(event, "q")
+    before = _query(event).get("before") or None
+    if before is not None and not re.fullmatch(r"[0-9]{13}#[0-9A-Za-z-]{1,64}", before):
+        raise BadRequest("before", f"before must be an upload_id from the previous page, got {before[:40]!r}")
+    items, following = uploads_page(site, limit, before=before, failures_only=failures_only, text=search)
+    rows = [data.upload_row(data.plain(item)) for item in items]
+    total = None if before else count_uploads(site, failures_only=failures_only) if not search else None
+    return {"site": site, "uploads": rows, "failures": sum(row["failure"] for row in rows), "total": total,
+            "kept_hours": get_settings().uploads_log_ttl_hours,
+            "next": following}
 
 
 @answering
 def site_expiries(event: Event) -> dict[str, Any]:
     """The site's scheduled expiries, soonest first."""
-
     site = site_param(event)
     now = time.time()
-    return {"site": site, "expiries": [expiry_row(plain(item), now) for item in scheduled_expiries(site)]}
+    return {"site": site, "expiries": [data.expiry_row(data.plain(item), now) for item in scheduled_expiries(site)]}
 
 
 def _queue_depths() -> list[dict[str, Any]]:
@@ -483,7 +323,7 @@ def site_activity(event: Event) -> dict[str, Any]:
     """
 
     site = site_param(event, allow_unknown=True)
-    newest = plain(recent_uploads(site, 1))
+    newest = data.plain(recent_uploads(site, 1))
     ingest = _queue_depths()[0]  # the ingest queue comes first
     pending = (ingest["waiting"] or 0) + (ingest["in_flight"] or 0)
     last = uploaded_seconds(newest[0]) if newest else None
@@ -497,30 +337,14 @@ def site_activity(event: Event) -> dict[str, Any]:
     }
 
 
-def _exposure_files(s3_directory: str, base: str, sign: Callable[[str], str]) -> list[dict[str, Any]]:
-
-    objects = list_exposure_objects(get_settings().bucket, f"{s3_directory}/{base}-")
-    return [
-        {
-            "key": obj["Key"],
-            "name": obj["Key"].rsplit("/", 1)[-1],
-            "kind": file_kind(obj["Key"]),
-            "size_bytes": obj.get("Size"),
-            "last_modified": _iso(obj["LastModified"].astimezone(dt.UTC).replace(tzinfo=None))
-            if obj.get("LastModified")
-            else None,
-            "url": sign(obj["Key"]),
-        }
-        for obj in sorted(objects, key=lambda o: o["Key"])
-    ]
-
-
-def _info_header(site: str, base: str) -> dict[str, str] | None:
-
-    for item in plain(read_channels(site))["channels"].values():
-        if item and item.get("base_filename") == base and isinstance(item.get("header"), dict):
-            return item["header"]
-    return None
+def has_colour_set(base: str) -> bool:
+    """Whether the image service would find red, green and blue frames for this exposure (so the page
+    asks for a composite only then, instead of collecting a 404 for every exposure it opens)."""
+    try:
+        matched_frames(base)
+    except RenderError:
+        return False
+    return True
 
 
 @answering
@@ -535,30 +359,36 @@ def exposure_detail(event: Event) -> dict[str, Any]:
     base = name.base_filename
     s3_directory = _query(event).get("dir") or "data"
     if s3_directory not in S3_DIRECTORIES:
-        raise BadRequest("dir", f"dir must be one of {', '.join(S3_DIRECTORIES)}, got {s3_directory!r}")
-    sign = presigner()
+        raise BadRequest("dir", f"dir must be one of {', '.join(S3_DIRECTORIES)}, got {s3_directory[:40]!r}")
+    sign = data.presigner()
     row = None
     if s3_directory == "data":
         with database.get_engine().connect() as conn:
             row = db.get_row(conn, base)
-    files = _exposure_files(s3_directory, base, sign)
+    files = data.exposure_files(s3_directory, base, sign)
     if row is None and not files:
         raise NotFound(f"no exposure {base} under {s3_directory}/ (no row, no files)")
     if row is not None:
-        summary = exposure_package(row, sign, _thumbnail_height())
-        header = header_of(row)
+        summary = data.exposure_package(row, sign, data.thumbnail_height())
+        header = data.header_of(row)
     else:
         summary = {"base_filename": base, "site": name.site, "s3_directory": s3_directory}
-        header = _info_header(name.site, base) if s3_directory == "info-images" else None
+        header = data.info_header(name.site, base) if s3_directory == "info-images" else None
     summary["s3_directory"] = s3_directory
+    medium = data.first_present(files, "medium JPG")
+    from_fits = any(f["kind"].endswith("FITS") for f in files)
     return {
         "exposure": summary,
         "header": header,
         "files": files,
         "render": {
-            "service": thumbnail_service_url(base),
-            "from_fits": any(f["kind"].endswith("FITS") for f in files),
-            "has_jpg": any(f["kind"] == "medium JPG" for f in files),
+            # The image service reads data/ only: an info image or all-sky image is shown from its own
+            # directory's medium JPG instead of a render of the data/ exposure that shares its name.
+            "service": data.thumbnail_service_url(base) if s3_directory == "data" else None,
+            "from_fits": from_fits,
+            "has_jpg": medium is not None,
+            "jpg_url": medium["view_url"] if medium else None,
+            "color": s3_directory == "data" and from_fits and has_colour_set(base),
         },
     }
 
@@ -568,7 +398,8 @@ def exposure_detail(event: Event) -> dict[str, Any]:
 
 
 def static_file(event: Event) -> Response:
-    """index.html, app.js or style.css from archive/local/viewer/ (only those: no path walks the disk)."""
+    """index.html, app.js, style.css or favicon.svg from archive/local/viewer/ (only those: no path walks
+    the disk)."""
     name = _path(event, "asset") or "index.html"
     if name not in STATIC_TYPES:
         return json_response(404, {"message": f"no such file {name!r}"}, NO_STORE)
@@ -585,6 +416,11 @@ def to_index(event: Event) -> Response:
     return {"statusCode": 302, "headers": {"location": f"{PREFIX}/"}, "body": "", "isBase64Encoded": False}
 
 
+def favicon(event: Event) -> Response:
+    """`/favicon.ico`, which browsers ask the origin for whatever the page links: the viewer's icon."""
+    return static_file({"pathParameters": {"asset": "favicon.svg"}})
+
+
 _SITE = r"(?P<site>[^/]+)"
 
 
@@ -596,12 +432,15 @@ def page_url(api_url: str) -> str:
 def routes() -> list[Route]:
     """The viewer's routes, appended to the image API's on the stack's front (archive.local.stack)."""
     return [
+        Route("GET", "/favicon.ico", favicon),
         Route("GET", PREFIX, to_index),
         Route("GET", f"{PREFIX}/", static_file),
         Route("GET", rf"{PREFIX}/(?P<asset>[\w.-]+)", static_file),
         Route("GET", f"{PREFIX}/api/sites", list_sites),
         Route("GET", f"{PREFIX}/api/sites/{_SITE}/exposures", site_exposures),
+        Route("GET", f"{PREFIX}/api/sites/{_SITE}/facets", site_facets),
         Route("GET", f"{PREFIX}/api/sites/{_SITE}/channels", site_channels),
+        Route("GET", f"{PREFIX}/api/sites/{_SITE}/allsky", site_allsky),
         Route("GET", f"{PREFIX}/api/sites/{_SITE}/uploads", site_uploads),
         Route("GET", f"{PREFIX}/api/sites/{_SITE}/expiries", site_expiries),
         Route("GET", f"{PREFIX}/api/sites/{_SITE}/activity", site_activity),

@@ -15,7 +15,7 @@ from archive import aws
 from archive.database import get_engine
 from archive.formats.filenames import UNKNOWN_SITE
 from archive.ingest.expirations import cancel_expiry
-from archive.local import viewer
+from archive.local import viewer, viewer_data
 from archive.local.api import dispatch
 from archive.settings import get_settings
 from handlers.ingest import handler as ingest
@@ -73,6 +73,7 @@ def exposure(counter: int, minute: int, *, letters: str = "hjt", data_type: str 
 
 @pytest.fixture
 def archive(database, aws_stack):
+    viewer_data.forget_bucket_sites()  # each test has a bucket of its own
     return aws_stack
 
 
@@ -119,6 +120,14 @@ def test_the_upload_log_of_unparseable_names_is_readable_under_unknown_site(arch
     [
         (f"/viewer/api/sites/{SITE}/exposures?limit=0", "limit"),
         (f"/viewer/api/sites/{SITE}/exposures?limit=ten", "limit"),
+        (f"/viewer/api/sites/{SITE}/exposures?limit=%C2%B2", "limit"),  # ²: a digit to str.isdigit, not to int
+        (f"/viewer/api/sites/{SITE}/exposures?limit=%C2%B9%E2%81%B0", "limit"),  # ¹⁰
+        (f"/viewer/api/sites/{SITE}/exposures?limit={'9' * 5000}", "limit"),
+        (f"/viewer/api/sites/{SITE}/exposures?before=yesterday", "before"),
+        (f"/viewer/api/sites/{SITE}/exposures?night=2026-13-01", "night"),
+        (f"/viewer/api/sites/{SITE}/exposures?exptime_min=-1", "exptime_min"),
+        (f"/viewer/api/sites/{SITE}/exposures?q={'x' * 101}", "q"),
+        (f"/viewer/api/sites/{SITE}/uploads?before=%27%3B--", "before"),
         (f"/viewer/api/sites/{SITE}/uploads?limit=501", "limit"),
         (f"/viewer/api/sites/{SITE}/exposures?all=maybe", "all"),
         ("/viewer/api/exposures/not-a-base", "base_filename"),
@@ -187,7 +196,14 @@ def test_an_exposure_shows_its_whole_header_its_files_and_where_to_render_it(arc
         f"{name}-EX11.jpg": "thumbnail JPG",
     }
     assert all(f["size_bytes"] > 0 and signed(urlsplit(f["url"]).query) for f in body["files"])
-    assert body["render"] == {"service": f"/thumbnails/{name}", "from_fits": True, "has_jpg": True}
+    # Downloads save under the file's own name, even from the bucket's origin.
+    fits = next(f for f in body["files"] if f["name"].endswith(".fits"))
+    assert parse_qs(urlsplit(fits["url"]).query)["response-content-disposition"] == [
+        f'attachment; filename="{name}-EX10.fits"']
+    render = body["render"]
+    assert (render["service"], render["from_fits"], render["has_jpg"]) == (f"/thumbnails/{name}", True, True)
+    assert f"/data/{name}-EX10.jpg" in render["jpg_url"]
+    assert render["color"] is False  # one filter, no set: the page does not ask for a composite
 
 
 def put_channel_metadata(channel: int, name: str) -> None:
@@ -257,7 +273,7 @@ def test_sites_come_from_the_table_and_the_upload_log(archive):
     status, body = get("/viewer/api/sites")
     assert status == 200
     assert body["sites"][0]["site"] == "lgo" and body["sites"][0]["exposures"] in (0, 1)
-    assert body["sites"][1] == {"site": SITE, "exposures": 1, "latest": "2026-03-01T03:00:00Z"}
+    assert body["sites"][1] == {"site": SITE, "exposures": 1, "latest": "2026-03-01T03:00:00Z", "log_only": False}
 
 
 def test_the_page_and_its_two_assets_are_served_and_nothing_else_from_disk(archive):
@@ -270,3 +286,106 @@ def test_the_page_and_its_two_assets_are_served_and_nothing_else_from_disk(archi
     assert dispatch(viewer.routes(), "GET", "/viewer/viewer.py")["statusCode"] == 404
     assert dispatch(viewer.routes(), "GET", "/viewer/..%2Fviewer.py")["statusCode"] == 404
     assert dispatch(viewer.routes(), "GET", "/viewer")["headers"]["location"] == "/viewer/"
+
+
+def test_every_exposure_of_a_site_is_reached_a_page_at_a_time_with_the_true_total(archive):
+    names = [exposure(100 + i, i % 60, letters="hj") for i in range(7)]
+    # Two rows at the same moment: the cursor's image_id keeps both, in order, across the page boundary.
+    names.append(exposure(120, 6, letters="hj"))
+
+    seen, cursor, totals = [], None, []
+    while True:
+        page = get(f"/viewer/api/sites/{SITE}/exposures?limit=3" + (f"&before={cursor}" if cursor else ""))[1]
+        seen += [e["base_filename"] for e in page["exposures"]]
+        totals.append(page["total"])
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(names) and len(seen) == len(set(seen))
+    assert seen[-1] == names[0]  # the oldest exposure is on the last page
+    assert totals[0] == len(names) and set(totals[1:]) == {None}  # counted once, on the first page
+
+
+def test_the_filters_are_photonranch_apis_search_kept_to_one_site(archive):
+    mine = exposure(1, 0, FILTER="rp", EXPTIME="30", USERID="google-oauth2|1", USERNAME="Ann", OBJECT="M 42")
+    theirs = exposure(2, 1, FILTER="V", EXPTIME="120", USERID="google-oauth2|2", USERNAME="Bob", OBJECT="NGC 7000")
+    flat = exposure(3, 2, data_type="EF", FILTER="rp", EXPTIME="5", USERID="google-oauth2|1", OBJECT="flat")
+
+    def listed(query: str) -> list[str]:
+        status, body = get(f"/viewer/api/sites/{SITE}/exposures?{query}")
+        assert status == 200, body
+        return [e["base_filename"] for e in body["exposures"]]
+
+    assert listed("user=google-oauth2%7C1") == [flat, mine]
+    assert listed("filter=V") == [theirs]
+    assert listed("exptime_min=10&exptime_max=60") == [mine]
+    assert listed("type=EF") == [flat]
+    assert listed("q=ngc") == [theirs]  # OBJECT, any case
+    assert listed("q=00000001") == [mine]  # the base filename
+    assert listed("from=2026-03-01&to=2026-03-01") == [flat, theirs, mine]
+    assert listed("from=2026-03-02") == []
+    assert listed("night=2026-02-28") == [flat, theirs, mine]  # 03:00 UTC on the 1st ends the night of the 28th
+    assert listed("night=2026-02-27") == []
+    facets = get(f"/viewer/api/sites/{SITE}/facets")[1]
+    assert facets["filters"] == ["V", "rp"] and facets["data_types"] == ["EF", "EX"]
+    assert sorted(u["user_id"] for u in facets["users"]) == ["google-oauth2|1", "google-oauth2|2"]
+
+
+def test_the_upload_log_pages_by_its_key_with_failures_only_and_search(archive):
+    names = [exposure(200 + i, i, letters="h") for i in range(5)]
+    deliver((f"data/{names[1]}-EX10.jpg", b"not a JPEG"), (f"data/{names[3]}-EX10.jpg", b"nor this"))
+
+    first = get(f"/viewer/api/sites/{SITE}/uploads?limit=4")[1]
+    assert first["total"] == 7 and len(first["uploads"]) == 4 and first["next"]
+    rest = get(f"/viewer/api/sites/{SITE}/uploads?limit=4&before={first['next'].replace('#', '%23')}")[1]
+    assert rest["next"] is None and rest["total"] is None
+    everything = [u["upload_id"] for u in first["uploads"] + rest["uploads"]]
+    assert everything == sorted(everything, reverse=True) and len(set(everything)) == 7
+
+    failures = get(f"/viewer/api/sites/{SITE}/uploads?failures=true")[1]
+    assert [u["filename"] for u in failures["uploads"]] == [f"data/{names[3]}-EX10.jpg", f"data/{names[1]}-EX10.jpg"]
+    assert failures["total"] == 2
+    found = get(f"/viewer/api/sites/{SITE}/uploads?q={names[2][-8:]}")[1]
+    assert [u["filename"] for u in found["uploads"]] == [f"data/{names[2]}-EX00.txt"]
+
+
+def test_sites_are_found_without_scanning_the_upload_log(archive, monkeypatch):
+    exposure(1, 0)
+    deliver((f"data/{base(2, site='lgo')}-EX10.jpg", b"broken"), ("data/junk.txt", b"x"))
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("the upload log was scanned")
+
+    monkeypatch.setattr("archive.ingest.uploads_log.logged_sites", no_scan)
+    real_client = aws.client
+
+    def client(name: str, *args, **kwargs):
+        made = real_client(name, *args, **kwargs)
+        if name == "dynamodb":
+            made.meta.events.register("before-call.dynamodb.Scan", no_scan)
+        return made
+
+    monkeypatch.setattr("archive.ingest.uploads_log.client", client)
+    status, body = get("/viewer/api/sites")
+    assert status == 200
+    assert [s["site"] for s in body["sites"]] == ["lgo", UNKNOWN_SITE, SITE]
+    assert body["sites"][0]["log_only"] and not body["sites"][2]["log_only"]
+
+
+def test_all_sky_images_are_listed_newest_first(archive):
+    s3, bucket = aws.client("s3"), get_settings().bucket
+    for counter in (1, 2):
+        name = f"{SITE}-as001-{NIGHT}-{counter:08d}"
+        deliver((f"allsky/{name}-EX10.jpg", samples.jpeg_bytes((192, 128))))
+    assert s3.list_objects_v2(Bucket=bucket, Prefix=f"allsky/{SITE}-as001-{NIGHT}-00000002-EX11.jpg")["KeyCount"]
+    status, body = get(f"/viewer/api/sites/{SITE}/allsky")
+    assert status == 200
+    assert [i["base_filename"] for i in body["images"]] == [f"{SITE}-as001-{NIGHT}-00000002",
+                                                           f"{SITE}-as001-{NIGHT}-00000001"]
+    assert "-EX11.jpg" in body["images"][0]["thumbnail_url"] and "-EX10.jpg" in body["images"][0]["jpg_url"]
+
+
+def test_the_favicon_is_served(archive):
+    for path in ("/viewer/favicon.svg", "/favicon.ico"):
+        answer = dispatch(viewer.routes(), "GET", path)
+        assert answer["statusCode"] == 200 and answer["headers"]["content-type"] == "image/svg+xml"

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from archive.local.viewer import (
+from archive.local.viewer_data import (
     channel_package,
     exposure_package,
     file_kind,
