@@ -24,7 +24,13 @@ browser:
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
 		else echo "note: $(CHROMIUM) missing and not root: the browser test will skip"; fi; }
 
-test: venv browser
+# The locked npm packages: axe-core for the browser test's accessibility check, and the packaging tools.
+NODE_STAMP := node_modules/.installed
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+test: venv browser $(NODE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest

@@ -29,6 +29,17 @@ def _int(env: Mapping[str, str], name: str) -> int:
         raise ValueError(f"setting {name} must be an integer, got {raw!r}") from exc
 
 
+def _seconds(env: Mapping[str, str], name: str) -> float:
+    raw = env[name].strip()
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ValueError(f"setting {name} must be a number of seconds, got {raw!r}") from exc
+    if not 0 < value < float("inf"):
+        raise ValueError(f"setting {name} must be a positive number of seconds, got {raw!r}")
+    return value
+
+
 def _lifespans(raw: str, name: str) -> dict[str, int]:
     """Parse `KEY=seconds,KEY=seconds` into a dict; an empty string gives no entries."""
     out: dict[str, int] = {}
@@ -112,7 +123,7 @@ class Settings:
     render_max_axis: int = _env("RENDER_MAX_AXIS", 100_000)
     render_max_data_bytes: int = _env("RENDER_MAX_DATA_BYTES", 1024 * 1024 * 1024)
     render_max_tile_bytes: int = _env("RENDER_MAX_TILE_BYTES", 64 * 1024 * 1024)
-    render_deadline_seconds: int = _env("RENDER_DEADLINE_SECONDS", 24)
+    render_deadline_seconds: float = _env("RENDER_DEADLINE_SECONDS", 24.0)
     # The Lambda's memory setting (set by the Lambda runtime): CPU is given in proportion to it, which
     # decides how many threads decode bzip2 (archive/formats/bz2_blocks.py). None outside Lambda.
     lambda_memory_mb: int | None = _env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", None)
@@ -154,6 +165,8 @@ def _value(env: Mapping[str, str], setting: Field[Any], stage: str) -> Any:
         return MISSING
     if setting.type in ("int", "int | None"):
         return _int(env, name) if env[name].strip() else MISSING
+    if setting.type == "float":
+        return _seconds(env, name) if env[name].strip() else MISSING
     return env[name]
 
 
