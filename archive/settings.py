@@ -138,11 +138,6 @@ class Settings:
     # The local stack only: where it keeps the functions' metric lines for `status` and the viewer.
     metrics_log: str | None = _env("ARCHIVE_METRICS_LOG", None)
 
-    def expiry_seconds(self, site: str, data_type: str) -> int | None:
-        """Lifespan of an exposure, or None when its data type does not expire."""
-        if data_type not in self.expiring_data_types:
-            return None
-        return self.site_expiry_seconds.get(site, self.expiring_data_types[data_type])
 
 
 # Every environment variable load_settings reads (the deployment sets them; tests check the template).

@@ -24,7 +24,7 @@ from archive.aws import batched, client, from_dynamodb, to_dynamodb
 from archive.clock import epoch_seconds
 from archive.errors import RetryableError
 from archive.formats.filenames import S3_DIRECTORIES, FilenameError, ParsedName, parse_base_filename
-from archive.settings import get_settings
+from archive.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,15 @@ class ExpiryError(RetryableError):
     topic = "expiry"
 
 
+def lifespan(site: str, data_type: str, settings: Settings | None = None) -> int | None:
+    """Seconds an exposure of this site and data type is kept, or None when its data type does not expire.
+    A site's own lifespan (`tst`: 5 minutes) shortens only the types that expire anyway."""
+    settings = settings or get_settings()
+    if data_type not in settings.expiring_data_types:
+        return None
+    return settings.site_expiry_seconds.get(site, settings.expiring_data_types[data_type])
+
+
 def schedule_expiry(s3_directory: str, name: ParsedName, now: dt.datetime) -> bool:
     """Schedule the exposure's deletion if its data type expires; True only when newly scheduled.
 
@@ -52,8 +61,8 @@ def schedule_expiry(s3_directory: str, name: ParsedName, now: dt.datetime) -> bo
         botocore errors from DynamoDB, for `archive.failures.classify` (the ingest retries them).
     """
     settings = get_settings()
-    lifespan = settings.expiry_seconds(name.site, name.data_type)
-    if lifespan is None:
+    kept = lifespan(name.site, name.data_type, settings)
+    if kept is None:
         return False
     ddb = client("dynamodb")
     try:
@@ -62,7 +71,7 @@ def schedule_expiry(s3_directory: str, name: ParsedName, now: dt.datetime) -> bo
             Item=to_dynamodb({
                 "pk": name.base_filename,
                 "s3_directory": s3_directory,
-                "expiration_timestamp_s": int(epoch_seconds(now)) + lifespan,
+                "expiration_timestamp_s": int(epoch_seconds(now)) + kept,
             }),
             ConditionExpression="attribute_not_exists(pk)",
         )

@@ -263,7 +263,7 @@ ROUTES: dict[str, Callable[[Upload, ParsedKey], Outcome]] = {
 
 def _schedule_expiry(upload: Upload, parsed: ParsedKey) -> None:
     name = parsed.name
-    if parsed.s3_directory == "data" and get_settings().expiry_seconds(name.site, name.data_type) is not None:
+    if parsed.s3_directory == "data":  # schedule_expiry knows which data types expire
         schedule_expiry(parsed.s3_directory, name, upload.event_time)
 
 

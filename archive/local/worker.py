@@ -28,7 +28,7 @@ from typing import Any
 
 from archive.local.events import LambdaContext, failed_message_ids, sqs_event
 from archive.local.loop import BackgroundLoop
-from handlers.s3_events import EventError, uploads_in
+from handlers.ingest import EventError, uploads_in
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from archive.local.events import (
 from archive.local.sweeper import FIVE_YEARS_S, is_expired
 from archive.local.worker import keys_in_body
 from handlers import expire
-from handlers.s3_events import is_sqs_batch, uploads_in
+from handlers.ingest import is_sqs_batch, uploads_in
 
 MOMENT = dt.datetime(2026, 3, 4, 5, 6, 7, 890_000)
 

@@ -7,6 +7,7 @@ import re
 import subprocess
 from pathlib import Path
 
+from archive.ingest.expirations import lifespan
 from archive.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,8 +28,8 @@ def test_the_guide_names_exactly_the_data_types_that_expire_and_says_tst_only_sh
     defaults = load_settings({})
     named = set(re.findall(r"`([A-Za-z]+)`", keeping.split("\n\n")[1])) - {"tst", "data-expiration-tracker"}
     assert named == set(defaults.expiring_data_types) == {"EP", "EF"}
-    assert defaults.expiry_seconds("tst", "EX") is None, "other types are kept at tst too"
-    assert defaults.expiry_seconds("tst", "EP") == defaults.expiry_seconds("tst", "EF") == 300
+    assert lifespan("tst", "EX", defaults) is None, "other types are kept at tst too"
+    assert lifespan("tst", "EP", defaults) == lifespan("tst", "EF", defaults) == 300
     assert "5 minutes" in keeping and "everything at site" not in keeping
 
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from handlers.s3_events import EventError, is_sqs_batch, uploads_in
+from handlers.ingest import EventError, is_sqs_batch, uploads_in
 from tests.samples import s3_record, sqs_event
 
 KEY = "data/sro-kb001ms-20220629-00010442-EX10.jpg"
