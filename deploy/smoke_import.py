@@ -89,8 +89,20 @@ def runtime_boto3(work: Path) -> Path:
     return target
 
 
+def literal(value: object) -> str | None:
+    """The value Lambda would see when CloudFormation needs nothing deployed to know it (a string, or
+    `Fn::Join` of strings), else None: a reference to a resource has no value offline."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and list(value) == ["Fn::Join"]:
+        separator, parts = value["Fn::Join"]
+        if isinstance(separator, str) and isinstance(parts, list) and all(isinstance(p, str) for p in parts):
+            return separator.join(parts)
+    return None
+
+
 def function_env(properties: dict) -> dict[str, str]:
-    env = {k: v if isinstance(v, str) else f"placeholder-{k.lower()}"
+    env = {k: literal(v) or f"placeholder-{k.lower()}"
            for k, v in properties.get("Environment", {}).get("Variables", {}).items()}
     return {**env, "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "smoke",
             "AWS_SECRET_ACCESS_KEY": "smoke", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
