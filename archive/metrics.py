@@ -45,7 +45,7 @@ import json
 import logging
 import math
 import threading
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -226,7 +226,7 @@ def summarize(emf_records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """
     uploads: dict[str, Counter[str]] = {}
     roles: dict[str, Counter[str]] = {}
-    series: dict[str, list[float]] = {"lag": [], "thumbnail": [], "hit": [], "miss": []}
+    series: defaultdict[str, list[float]] = defaultdict(list)  # lag, thumbnail, and render times by hit/miss
     renders: Counter[str] = Counter()
     sources: Counter[str] = Counter()
     expirations: Counter[str] = Counter()
@@ -245,7 +245,7 @@ def summarize(emf_records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             renders[str(record.get("status_class"))] += int(sum(_values(record, RENDERS.name)))
         if RENDER_TIME.name in names:
             times = _values(record, RENDER_TIME.name)
-            series[str(record.get("cache"))] = series.get(str(record.get("cache")), []) + times
+            series[str(record.get("cache"))] += times
             sources[str(record.get("source"))] += len(times)
         if EXPIRATIONS.name in names:
             expirations[str(record.get("outcome"))] += int(sum(_values(record, EXPIRATIONS.name)))

@@ -150,10 +150,15 @@ def _record_handler(record: SQSRecord) -> list[Measured]:
     return [_ingest(upload) for upload in uploads]
 
 
-def _notify(outcomes: list[Outcome]) -> None:
+def _finish(measured: list[Measured]) -> list[Outcome]:
+    """After the batch's database work: its datastream messages (first: the live view waits for them;
+    the metrics do not), then its metrics. The outcomes, for the caller's summary."""
+    outcomes = [m.outcome for m in measured]
     notifications = [o.notification for o in outcomes if o.notification is not None]
     if notifications:
         record_datastream(datastream.notify(notifications))
+    record_uploads(measured)
+    return outcomes
 
 
 def handle_sqs(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -163,9 +168,7 @@ def handle_sqs(event: dict[str, Any], context: Any) -> dict[str, Any]:
     with database.batch_scope(), processor(records=event["Records"], handler=_record_handler, lambda_context=context):
         results = processor.process()
     measured = [m for status, result, _ in results if status == "success" for m in (result or [])]
-    outcomes = [m.outcome for m in measured]
-    _notify(outcomes)  # first: the live view waits for it; the metrics do not
-    record_uploads(measured)
+    outcomes = _finish(measured)
     response = processor.response()
     logger.info("batch done", extra={"messages": len(results), "uploads": len(outcomes),
                                      "retry": len(response["batchItemFailures"])})
@@ -186,9 +189,7 @@ def handle_direct(event: dict[str, Any]) -> dict[str, Any]:
                 measured.append(_ingest(upload))
             except RetryableError as exc:
                 retry.append(f"{upload.key}: {exc.reason}")
-    outcomes = [m.outcome for m in measured]
-    _notify(outcomes)
-    record_uploads(measured)
+    outcomes = _finish(measured)
     if retry:
         raise RuntimeError(f"{len(retry)} of {len(uploads)} uploads need a retry: " + "; ".join(retry))
     return {"uploads": len(uploads), "statuses": dict(Counter(o.status for o in outcomes))}

@@ -45,11 +45,9 @@ from archive import lazy
 from archive.errors import TooLarge, Unreadable
 from archive.formats import fz_tiles
 from archive.formats.bz2_blocks import Bz2Error, decompress, sequential
-from archive.formats.fits_header import card_int, data_size, find_end
-from archive.formats.headers import Header, HeaderError, parse_header
+from archive.formats.fits_header import BLOCK, card_int, find_end
+from archive.formats.headers import CARD, Header, HeaderError, parse_header
 
-FITS_BLOCK = 2880
-CARD = 80
 STREAM_CHUNK = 1 << 20
 BAND_BYTES = 8 << 20  # float32 bytes per band of rows
 # A .fits.bz2 up to this size is read whole and decoded on every core; a larger one streams through one.
@@ -203,8 +201,8 @@ def read_header(reader: ByteReader, limit: int, first: bool) -> Header:
     """One HDU's header cards (through END), leaving the reader at the start of its data."""
     text = bytearray()
     while True:
-        block = reader.read(FITS_BLOCK)
-        if len(block) < FITS_BLOCK:
+        block = reader.read(BLOCK)
+        if len(block) < BLOCK:
             if not text and not block:
                 raise Unreadable("the file is empty" if first else
                                    "the FITS file has no image: its primary HDU is empty and nothing follows")
@@ -226,19 +224,6 @@ def read_header(reader: ByteReader, limit: int, first: bool) -> Header:
             raise Unreadable(f"no END card in the first {limit} bytes of the FITS header")
 
 
-def checked_data_size(header: Header, reader: ByteReader, file_bytes: int | None) -> int:
-    """An HDU's data bytes (padded), refused when the file cannot hold them: a header declaring 10^9
-    pixels in a 5 kB file is found out here, before anything tries to read or skip them."""
-    try:
-        size = data_size(header)
-    except HeaderError as exc:
-        raise Unreadable(exc.reason) from exc
-    if file_bytes is not None and size > file_bytes - reader.position:
-        raise Unreadable(f"the FITS header declares {size} bytes of data, but only "
-                         f"{max(0, file_bytes - reader.position)} bytes follow it (truncated or corrupt file)")
-    return size
-
-
 def find_image(reader: ByteReader, header_limit: int, max_pixels: int, budget: Budget | None = None,
                file_bytes: int | None = None) -> Layout:
     """The layout of the primary image, or of the first IMAGE extension when the primary has none.
@@ -251,7 +236,7 @@ def find_image(reader: ByteReader, header_limit: int, max_pixels: int, budget: B
             hint = " (a tile-compressed image: name the file .fits.fz)" if header.get("ZIMAGE") == "T" else ""
             raise Unreadable(f"the FITS file's first extension is a {kind or 'nameless'} HDU, not an image{hint}")
     layout = layout_of(header, max_pixels, budget)
-    checked_data_size(header, reader, file_bytes)
+    fz_tiles.data_size_in_file(header, reader, file_bytes)
     return layout
 
 
@@ -522,10 +507,6 @@ def reduction_factor(width: int, height: int, target: tuple[int, int]) -> int:
     reduced the most), so the reduced image is about the target's size on that axis and no larger on
     the other: a 1×10^7 strip is reduced by 5×10^4 to 1×200, not kept whole because its width is 1."""
     return max(1, width // max(1, target[0]), height // max(1, target[1]))
-
-
-def reduce_bands(bands: Iterable[lazy.np.ndarray], layout: Layout, factor: int) -> lazy.np.ndarray:
-    return reduce_and_sample(bands, layout, factor)[0]
 
 
 def reduce_and_sample(bands: Iterable[lazy.np.ndarray], layout: Layout,

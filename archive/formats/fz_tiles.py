@@ -137,7 +137,8 @@ def find_tile_image(reader: Reader, read_header: Callable[[bool], Header], file_
 
 
 def data_size_in_file(header: Header, reader: Reader, file_bytes: int | None) -> int:
-    """The HDU's data bytes (padded), refused when the file cannot hold them."""
+    """The HDU's data bytes (padded), refused when the file cannot hold them: a header declaring 10^9
+    pixels in a 5 kB file is found out here, before anything tries to read or skip them."""
     try:
         size = data_size(header)
     except HeaderError as exc:

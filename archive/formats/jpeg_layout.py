@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 
 # Start-of-frame markers (ITU T.81 table B.1): C4 (DHT), C8 (JPG) and CC (DAC) are not frames.
-_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+FRAME_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 _PROGRESSIVE = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
 _LOSSLESS = frozenset({0xC3, 0xC7, 0xCB, 0xCF})  # no DCT, so no scaled decoding
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RST0-7: no length field
@@ -84,7 +84,7 @@ def read_layout(data: bytes) -> JpegLayout:
             raise JpegLayoutError(f"a segment (marker {marker:02X}) runs past the end of the data")
         if 0xE0 <= marker <= 0xEF or marker == COM:
             metadata += length
-        elif marker in _SOF:
+        elif marker in FRAME_MARKERS:
             frame = (marker, data[at + 2 : at + length])
         elif marker == SOS:
             if frame is None:

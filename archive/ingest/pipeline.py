@@ -261,12 +261,6 @@ ROUTES: dict[str, Callable[[Upload, ParsedKey], Outcome]] = {
 }
 
 
-def _schedule_expiry(upload: Upload, parsed: ParsedKey) -> None:
-    name = parsed.name
-    if parsed.s3_directory == "data":  # schedule_expiry knows which data types expire
-        schedule_expiry(parsed.s3_directory, name, upload.event_time)
-
-
 def _process(upload: Upload) -> Outcome:
     try:
         parsed = parse_key(upload.key)
@@ -277,8 +271,10 @@ def _process(upload: Upload) -> Outcome:
         raise
     outcome = ROUTES[parsed.s3_directory](upload, parsed)
     # After the file was handled (so it exists), whatever its own outcome; a file that is gone,
-    # e.g. a late redelivery after the exposure expired, schedules nothing.
-    _schedule_expiry(upload, parsed)
+    # e.g. a late redelivery after the exposure expired, schedules nothing. schedule_expiry knows which
+    # data types expire.
+    if parsed.s3_directory == "data":
+        schedule_expiry(parsed.s3_directory, parsed.name, upload.event_time)
     return outcome
 
 

@@ -26,7 +26,7 @@ from archive.aws import client, from_dynamodb, to_dynamodb
 from archive.clock import epoch_seconds, utc_now
 from archive.formats.filenames import UNKNOWN_SITE
 from archive.settings import get_settings
-from archive.statuses import STATUSES
+from archive.statuses import PROBLEMS, STATUSES
 
 # An item's attributes, as `build_item` writes them (docs/contracts.md §3; `upload_id` and
 # `processed_timestamp_s` are ours). Readers (the viewer) take the names from here.
@@ -78,6 +78,33 @@ def build_item(
     }
 
 
+def _site_query(site: str, *, failures_only: bool = False, text: str = "") -> dict[str, Any]:
+    """The query of one site's items by the hash key, with the filters the dev tools offer:
+    `failures_only` keeps the attempts a person should look at (statuses.PROBLEMS), `text` those whose
+    filename or reason contains it (case-sensitive, as DynamoDB's `contains`)."""
+    names = {"#site": "site"}
+    values: dict[str, Any] = {":site": {"S": site}}
+    conditions = []
+    if failures_only:
+        names["#status"] = "status"
+        marks = [f":status{i}" for i in range(len(PROBLEMS))]
+        values.update({mark: {"S": status} for mark, status in zip(marks, PROBLEMS, strict=True)})
+        conditions.append(f"#status IN ({', '.join(marks)})")
+    if text:
+        names.update({"#filename": "filename", "#reason": "reason"})
+        values[":text"] = {"S": text}
+        conditions.append("(contains(#filename, :text) OR contains(#reason, :text))")
+    request: dict[str, Any] = {
+        "TableName": get_settings().uploads_log_table,
+        "KeyConditionExpression": "#site = :site",
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }
+    if conditions:
+        request["FilterExpression"] = " AND ".join(conditions)
+    return request
+
+
 def recent_uploads(site: str, limit: int = 100) -> list[dict[str, Any]]:
     """The site's newest `limit` items, newest attempt first (numbers as DynamoDB gives them, Decimal).
 
@@ -85,14 +112,7 @@ def recent_uploads(site: str, limit: int = 100) -> list[dict[str, Any]]:
     `upload_id`, which orders attempts by when they ran, so the latest attempts come first without
     reading the rest of the 48 hours.
     """
-    response = client("dynamodb").query(
-        TableName=get_settings().uploads_log_table,
-        KeyConditionExpression="#site = :site",
-        ExpressionAttributeNames={"#site": "site"},
-        ExpressionAttributeValues={":site": {"S": site}},
-        ScanIndexForward=False,
-        Limit=limit,
-    )
+    response = client("dynamodb").query(**_site_query(site), ScanIndexForward=False, Limit=limit)
     return [from_dynamodb(item) for item in response.get("Items", [])]
 
 
@@ -114,32 +134,14 @@ def uploads_page(
     DynamoDB's Limit, so the query goes on until `limit` items pass or `read_budget` items were read;
     the cursor then says where to go on.
     """
-    names = {"#site": "site"}
-    values: dict[str, Any] = {":site": {"S": site}}
-    conditions = []
-    if failures_only:
-        names["#status"] = "status"
-        values.update({":failed": {"S": "failed"}, ":rejected": {"S": "rejected"}})
-        conditions.append("#status IN (:failed, :rejected)")
-    if text:
-        names.update({"#filename": "filename", "#reason": "reason"})
-        values[":text"] = {"S": text}
-        conditions.append("(contains(#filename, :text) OR contains(#reason, :text))")
-    request: dict[str, Any] = {
-        "TableName": get_settings().uploads_log_table,
-        "KeyConditionExpression": "#site = :site",
-        "ExpressionAttributeNames": names,
-        "ExpressionAttributeValues": values,
-        "ScanIndexForward": False,
-    }
-    if conditions:
-        request["FilterExpression"] = " AND ".join(conditions)
+    request = _site_query(site, failures_only=failures_only, text=text)
+    filtered = "FilterExpression" in request
     items: list[dict[str, Any]] = []
     start = {"site": {"S": site}, "upload_id": {"S": before}} if before else None
     read = 0
     while True:
-        page_limit = limit - len(items) if not conditions else max(limit, 200)
-        response = client("dynamodb").query(**request, Limit=page_limit,
+        page_limit = limit - len(items) if not filtered else max(limit, 200)
+        response = client("dynamodb").query(**request, ScanIndexForward=False, Limit=page_limit,
                                             **({"ExclusiveStartKey": start} if start else {}))
         read += int(response.get("ScannedCount", 0))
         for item in response.get("Items", []):
@@ -157,17 +159,7 @@ def uploads_page(
 
 def count_uploads(site: str, *, failures_only: bool = False) -> int:
     """How many items the site's log holds (Select COUNT over its partition: nothing else is read)."""
-    request: dict[str, Any] = {
-        "TableName": get_settings().uploads_log_table,
-        "KeyConditionExpression": "#site = :site",
-        "ExpressionAttributeNames": {"#site": "site"},
-        "ExpressionAttributeValues": {":site": {"S": site}},
-        "Select": "COUNT",
-    }
-    if failures_only:
-        request["FilterExpression"] = "#status IN (:failed, :rejected)"
-        request["ExpressionAttributeNames"]["#status"] = "status"
-        request["ExpressionAttributeValues"].update({":failed": {"S": "failed"}, ":rejected": {"S": "rejected"}})
+    request = {**_site_query(site, failures_only=failures_only), "Select": "COUNT"}
     total = 0
     for page in client("dynamodb").get_paginator("query").paginate(**request):
         total += int(page.get("Count", 0))
@@ -176,14 +168,7 @@ def count_uploads(site: str, *, failures_only: bool = False) -> int:
 
 def has_uploads(site: str) -> bool:
     """Whether the log holds any item of the site: one key read (Limit 1), not a scan."""
-    response = client("dynamodb").query(
-        TableName=get_settings().uploads_log_table,
-        KeyConditionExpression="#site = :site",
-        ExpressionAttributeNames={"#site": "site"},
-        ExpressionAttributeValues={":site": {"S": site}},
-        ProjectionExpression="upload_id",
-        Limit=1,
-    )
+    response = client("dynamodb").query(**_site_query(site), ProjectionExpression="upload_id", Limit=1)
     return bool(response.get("Items"))
 
 

@@ -234,9 +234,10 @@ def render_picture(bucket: str, sources: tuple[SourceRef, ...], is_fits: bool, p
         ref = sources[0]
         with blamed_on(ref.filename):
             # At most its budget (check_bytes saw its listed size; a larger body is not read past it).
-            data = s3.get_object(Bucket=bucket, Key=ref.key)["Body"].read(source_budget(False, settings) + 1)
-            if len(data) > source_budget(False, settings):
-                raise TooLarge(f"{ref.filename} is larger than the budget of {source_budget(False, settings)} bytes",
+            budget = source_budget(False, settings)
+            data = s3.get_object(Bucket=bucket, Key=ref.key)["Body"].read(budget + 1)
+            if len(data) > budget:
+                raise TooLarge(f"{ref.filename} is larger than the budget of {budget} bytes",
                                filename=ref.filename)
             image = picture.jpg_picture(data, params, settings.render_max_pixels)
         return picture.finish(image, params)
@@ -298,14 +299,20 @@ _flights_guard = threading.Lock()
 
 
 @contextlib.contextmanager
-def one_at_a_time(key: str) -> Iterator[None]:
-    """Hold the process's lock of `key` (made on first use, dropped when nobody holds or waits for it)."""
+def one_at_a_time(key: str) -> Iterator[bool]:
+    """Hold the process's lock of `key` (made on first use, dropped when nobody holds or waits for it);
+    yields whether another request held it first (and so may have done the work already)."""
     with _flights_guard:
         lock, users = _flights.get(key, (threading.Lock(), 0))
         _flights[key] = (lock, users + 1)
     try:
-        with lock:
-            yield
+        waited = not lock.acquire(blocking=False)
+        if waited:
+            lock.acquire()
+        try:
+            yield waited
+        finally:
+            lock.release()
     finally:
         with _flights_guard:
             lock, users = _flights[key]
@@ -327,8 +334,8 @@ def render_request(target: str, query: Mapping[str, str] | None, now: dt.datetim
         size = cached_size(bucket, key)
         cached = size is not None
         if size is None:
-            with one_at_a_time(key):
-                size = cached_size(bucket, key)  # rendered by the request this one waited for
+            with one_at_a_time(key) as waited:
+                size = cached_size(bucket, key) if waited else None  # rendered by the request waited for
                 cached = size is not None
                 if size is None:
                     jpeg = render_picture(bucket, sources, is_fits, params, settings)

@@ -22,7 +22,7 @@ goes in, so requests that would draw the same picture share one object:
 - a colour composite under its set, not under the member the request named: one object whichever
   of the three frames was asked for (`cache_directory`).
 
-Imports only the standard library: the handler parses and answers 400s without numpy or Pillow.
+Imports no numpy or Pillow (the JPEG codec defers Pillow): the handler parses and answers 400s without them.
 """
 
 from __future__ import annotations
@@ -33,12 +33,13 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from archive import errors
 from archive.errors import ArchiveError, PermanentError, TemporaryError
 from archive.formats.filenames import FilenameError, parse_base_filename, parse_filename
+from archive.formats.jpeg import fit_size
 
 # 2: the key document holds the output size and drops unused options; 3: statistics from the
 # full-resolution sample, the sky a dark grey, highlights rolled off (issue 19's stretch).
@@ -161,7 +162,7 @@ class RenderParams:
         known: the box is then replaced by the size each comes out at, which is all it decides."""
         options: dict[str, Any] = {"quality": self.quality, "label": self.label}
         if for_fits and sizes is not None and len(sizes) > 0:
-            options["output"] = [list(fitted(size, self.box)) for size in sizes]
+            options["output"] = [list(fit_size(*size, *self.box)) for size in sizes]
         else:
             options.update(width=self.width, height=self.height)
         if for_fits:
@@ -178,17 +179,6 @@ NUMBER_MAX_CHARS = 32
 def _shown(raw: str) -> str:
     """A parameter's value as quoted back in a message: cut short, so a 5,000-digit value is no 5 kB answer."""
     return repr(raw if len(raw) <= 40 else raw[:40] + "…")
-
-
-def fitted(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
-    """`archive.formats.jpeg.fit_size` (kept here so this module needs only the standard library)."""
-    width, height = size
-    box_width, box_height = box
-    if width <= box_width and height <= box_height:
-        return width, height
-    if width * box_height >= height * box_width:
-        return box_width, max(1, min(box_height, round(height * box_width / width)))
-    return max(1, min(box_width, round(width * box_height / height))), box_height
 
 
 def _integer(name: str, raw: str, low: int, high: int) -> int:
@@ -353,8 +343,3 @@ def cache_key(base_filename: str, params: RenderParams, sources: tuple[SourceRef
     """`thumbnails/{directory}/{sha256}.jpg`: the same in every process for the same pixels."""
     digest = hashlib.sha256(canonical_document(params, sources, for_fits).encode("ascii")).hexdigest()
     return f"thumbnails/{cache_directory(base_filename, sources)}/{digest}.jpg"
-
-
-def describe(params: RenderParams) -> dict[str, Any]:
-    """For logs: the parameters as plain values."""
-    return asdict(params)

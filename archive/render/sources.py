@@ -47,6 +47,7 @@ from archive.formats.filenames import (
 from archive.formats.fits_data import image_dimensions
 from archive.formats.fits_header import read_fits_header
 from archive.formats.headers import HeaderError
+from archive.formats.jpeg_layout import FRAME_MARKERS
 from archive.render.params import BadParameter, NotFound, RenderParams, SourceRef, TooLarge
 
 DIRECTORY = "data"
@@ -63,7 +64,6 @@ FILTER_COLOURS = {
     **dict.fromkeys(("b", "sii"), "blue"),
 }
 COLOUR_FILTERS = {"red": "R|rp|ip|Ha", "green": "V|G|gp|OIII", "blue": "B|SII"}
-_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
 def parse_target(target: str) -> tuple[str, ParsedName | None]:
@@ -111,14 +111,6 @@ def pick(files: dict[str, SourceRef], kind: str) -> SourceRef | None:
     return min(candidates)[2] if candidates else None
 
 
-def jpeg_size(head: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's frame header in its first bytes, or None if not found there."""
-    if not head.startswith(b"\xff\xd8"):
-        return None
-    found = _frame_or_next(head, 2, 0)
-    return found if isinstance(found, tuple) else None
-
-
 def _frame_or_next(window: bytes, i: int, base: int) -> tuple[int, int] | int | None:
     """Walk the marker segments of `window` (the file's bytes from offset `base`) from index `i`:
     (width, height) from the frame header, else the file offset of the first segment past the window
@@ -133,7 +125,7 @@ def _frame_or_next(window: bytes, i: int, base: int) -> tuple[int, int] | int | 
         if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
             i += 2
             continue
-        if marker in _SOF:
+        if marker in FRAME_MARKERS:
             if i + 9 > len(window):
                 return base + i
             return int.from_bytes(window[i + 7:i + 9], "big"), int.from_bytes(window[i + 5:i + 7], "big")
