@@ -296,16 +296,6 @@ def delete_exposure(conn: Connection, base_filename: str) -> int:
     return conn.execute(images.delete().where(images.c.base_filename == base_filename)).rowcount
 
 
-def latest_exposures(conn: Connection, site: str, limit: int, with_preview: bool = True) -> list[dict[str, Any]]:
-    """The site's newest rows by sort_date, as photonranch-api lists them (only those with a medium JPG,
-    unless `with_preview` is False)."""
-    query = select(images).where(images.c.site == site)
-    if with_preview:
-        query = query.where(images.c.jpg_medium_exists.is_(True))
-    query = query.order_by(images.c.sort_date.desc(), images.c.image_id.desc()).limit(limit)
-    return [dict(row) for row in conn.execute(query).mappings()]
-
-
 def site_summaries(conn: Connection) -> list[dict[str, Any]]:
     """One entry per site in the table: its row count and newest sort_date."""
     query = (

@@ -33,7 +33,7 @@ from archive.ingest.uploads_log import attempt_order, count_uploads, recent_uplo
 from archive.local import viewer_data as data
 from archive.local.api import Route
 from archive.local.metrics_log import local_summary
-from archive.ops.queues import queue_depths
+from archive.ops.queues import queue_depth, queue_names
 from archive.render.params import RenderError
 from archive.render.sources import matched_frames
 from archive.settings import get_settings
@@ -287,14 +287,12 @@ def site_expiries(event: Event) -> dict[str, Any]:
 
 def _queue_depths() -> list[dict[str, Any]]:
     """`python -m archive status`'s queues: ingest, its dead-letter queue, datastream (in that order)."""
+    return [{"queue": name, **_depth(name)} for name in queue_names()]
 
-    def count(text: str) -> int | None:
-        return int(text) if text.isdigit() else None
 
-    return [
-        {"queue": name, "waiting": count(waiting), "in_flight": count(in_flight), "error": error}
-        for name, waiting, in_flight, error in queue_depths()
-    ]
+def _depth(name: str) -> dict[str, Any]:
+    waiting, in_flight, error = queue_depth(name)
+    return {"waiting": waiting, "in_flight": in_flight, "error": error}
 
 
 @answering
@@ -324,7 +322,7 @@ def site_activity(event: Event) -> dict[str, Any]:
 
     site = site_param(event, allow_unknown=True)
     newest = data.plain(recent_uploads(site, 1))
-    ingest = _queue_depths()[0]  # the ingest queue comes first
+    ingest = _depth(get_settings().ingest_queue_name)
     pending = (ingest["waiting"] or 0) + (ingest["in_flight"] or 0)
     last = uploaded_seconds(newest[0]) if newest else None
     recent = isinstance(last, int) and time.time() - last < UPLOADING_SECONDS

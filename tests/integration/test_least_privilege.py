@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -245,7 +246,9 @@ def test_the_packaged_role_allows_every_call_too(recorded, function):
     """The role CloudFormation creates (serverless-iam-roles-per-function's, in `make package`'s template)
     allows the same calls: the plugin adds the log and event-source statements, and must lose none."""
     if not PACKAGED.exists():
-        pytest.skip("no packaged template (make package)")
+        if os.environ.get("ARCHIVE_REQUIRE_PACKAGE"):  # make deploy-check: the package must be there
+            pytest.fail(f"{PACKAGED} is missing: run `make package` first")
+        pytest.skip("no packaged template (make package, then make deploy-check)")
     cfn = json.loads(PACKAGED.read_text())
     packaged = template.Service("dev", REGION, template.MOTO_ACCOUNT,
                                 {"service": "photonranch-archive", "resources": {"Resources": cfn["Resources"]}})

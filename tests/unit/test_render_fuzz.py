@@ -24,6 +24,7 @@ import numpy as np
 from astropy.io import fits
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from archive.errors import TooLarge, Unreadable
 from archive.formats.fits_data import reduce_fits
@@ -115,12 +116,12 @@ def hostile_sources(draw: st.DrawFn) -> tuple[str, bytes]:
     return ext, body
 
 
-def render(ext: str, body: bytes, box: tuple[int, int] = (64, 48)) -> None:
+def render(ext: str, body: bytes, box: tuple[int, int] = (64, 48)) -> bytes:
     """What the image API does with one source, minus S3: reduce, stretch, draw, encode."""
     params = parse_params({"width": str(box[0]), "height": str(box[1]), "label": "fuzz"})
     reduced = reduce_fits(io.BytesIO(body), ext, lambda w, h: fit_size(w, h, *box),
                           source_bytes=None if ext == "fits.bz2" else len(body), bz2_workers=1, **BUDGET)
-    picture.finish(picture.fits_picture([reduced], params), params)
+    return picture.finish(picture.fits_picture([reduced], params), params)
 
 
 @FUZZ
@@ -137,7 +138,8 @@ def test_no_source_bytes_make_the_render_fail_other_than_as_the_datas_fault(sour
 
 def test_every_seed_renders_unmutated():
     for ext, body in SEEDS.values():
-        render(ext, body)
+        jpeg = Image.open(io.BytesIO(render(ext, body)))
+        assert jpeg.format == "JPEG" and jpeg.width <= 64 and jpeg.height <= 48, (ext, jpeg.size)
 
 
 PARAM_TEXT = st.one_of(

@@ -685,8 +685,8 @@ async function loadMetrics() {
 }
 
 // The dev tools' panels refreshed with the rest; a panel added to #devtools registers its loader here.
-const devPanels = [site => loadUploads(site), () => loadQueues(), () => loadMetrics(),
-  site => (site === UNKNOWN_SITE ? null : loadExpiries(site))];
+// The expiry schedule is no panel of these: the cards' countdowns need it, so it loads with the site.
+const devPanels = [site => loadUploads(site), () => loadQueues(), () => loadMetrics()];
 
 function devtoolsShown() {
   return !document.getElementById('devtools').hidden;
@@ -710,8 +710,9 @@ async function refreshAll(site) {
   const tasks = [loadSites()];
   if (site === UNKNOWN_SITE) tasks.push(loadUploads(site));
   else if (devtoolsShown()) tasks.push(...devPanels.map(load => load(site)));
-  else tasks.push(loadExpiries(site));
-  if (site !== UNKNOWN_SITE) tasks.push(refreshNewest(site), loadChannels(site), loadAllsky(site));
+  if (site !== UNKNOWN_SITE) {
+    tasks.push(refreshNewest(site), loadChannels(site), loadAllsky(site), loadExpiries(site));
+  }
   await Promise.all(tasks);
 }
 
